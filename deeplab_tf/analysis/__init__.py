@@ -1,0 +1,1 @@
+"""Analyses reproduced from the paper (Fig. 4)."""

@@ -1,0 +1,1 @@
+"""Datasets: TFRecord format, converters, the synthetic set and the tf.data pipeline."""

@@ -1,0 +1,1 @@
+"""Command-line tools (absl mains). Library code never reads FLAGS."""

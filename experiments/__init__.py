@@ -1,0 +1,1 @@
+"""Experiment presets: one module per paper setting, each with get_config()."""

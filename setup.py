@@ -1,0 +1,37 @@
+"""deeplab_tf: DeepLabv3 (Chen et al. 2017) in TensorFlow / Keras 3."""
+from setuptools import find_packages, setup
+
+setup(
+    name="deeplab_tf",
+    version="0.1.0",
+    description="DeepLabv3 (Rethinking Atrous Convolution, Chen et al. 2017) in Keras 3 on TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["deeplab_tf", "deeplab_tf.*", "experiments"]),
+    install_requires=[
+        "tensorflow>=2.20,<2.22",
+        "keras>=3.10,<4",
+        "numpy",
+        "absl-py",
+        "pillow",
+        "tensorflow-datasets",
+        "matplotlib",
+    ],
+    extras_require={
+        # Everything the test suite needs, so that no test skips for a missing package.
+        "test": ["pytest>=8", "scipy", "pycocotools"],
+        # COCO conversion (`deeplab-build-data coco_voc`).
+        "coco": ["pycocotools"],
+        # SBD conversion reads MATLAB .mat files.
+        "sbd": ["scipy"],
+    },
+    entry_points={
+        "console_scripts": [
+            "deeplab-fig4=deeplab_tf.tools.fig4:run",
+            "deeplab-summary=deeplab_tf.tools.summary:run",
+            "deeplab-build-data=deeplab_tf.tools.build_data:run",
+            "deeplab-inspect-data=deeplab_tf.tools.inspect_data:run",
+        ]
+    },
+)

@@ -1,0 +1,441 @@
+"""Sharded, atomic TFRecord writing with validation, and the dataset manifest.
+
+A converter lists its examples per split and gives a picklable `load_fn(item) -> Example`;
+`write_dataset` loads and validates them in worker processes (TF-free: Pillow and NumPy
+only), then writes `{split}-{i:05d}-of-{n:05d}.tfrecord` shards with the original DeepLab
+keys and finally `manifest.json`, the one source of truth about the converted dataset.
+
+Atomicity: every shard is written under a hidden temporary name; only when every shard of
+every split is written are they renamed into place (the old manifest is removed first),
+and the manifest comes last. A run that fails or is killed never leaves a `*.tfrecord`
+that is incomplete, nor a manifest describing files that are not all there.
+"""
+import collections
+import dataclasses
+import datetime
+import io
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from PIL import Image
+
+from deeplab_tf.data.metadata import DatasetMetadata
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+# Modes TF's decode_jpeg/decode_png turn into RGB unchanged; CMYK JPEG or 16-bit PNG would
+# need re-encoding, which would break "images are stored byte-identical".
+_DECODABLE_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "P", "RGB", "RGBA"}}
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """An invalid input file; `reason` is the key `--skip_invalid` counts it under."""
+
+    def __init__(self, message, path=None, reason="invalid"):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message, self.path, self.reason = message, path, reason
+
+    def __reduce__(self):  # so the error survives the trip back from a worker process
+        return type(self), (self.message, self.path, self.reason)
+
+
+@dataclasses.dataclass
+class Example:
+    """One loaded example: the encoded image as stored, and its label of class ids."""
+    name: str
+    image_bytes: bytes
+    image_format: str           # "jpeg" or "png"
+    height: int
+    width: int
+    label: np.ndarray           # uint8 [height, width]
+    image_path: str = ""
+    label_path: str = ""
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_bytes(path):
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetError("file not found", path, "missing_file") from None
+    except OSError as e:
+        raise DatasetError(f"unreadable ({e})", path, "unreadable_file") from None
+
+
+def open_image(path, data=None):
+    """Decodes a whole image file with Pillow (a truncated file fails here, not in training)."""
+    data = read_bytes(path) if data is None else data
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
+        raise DatasetError(f"corrupt or truncated image ({e})", path, "corrupt_file") from None
+    return image
+
+
+def read_image(path):
+    """Returns (bytes, "jpeg"|"png", height, width) of an image stored unchanged."""
+    data = read_bytes(path)
+    image = open_image(path, data)
+    if image.mode not in _DECODABLE_MODES.get(image.format, ()):
+        raise DatasetError(f"{image.format} image in mode {image.mode}; expected a JPEG (L or RGB)"
+                           " or PNG image", path, "unsupported_format")
+    return data, image.format.lower(), image.height, image.width
+
+
+def read_label_png(path):
+    """Class ids of a single-channel or palette PNG; palette INDICES are the ids (as VOC)."""
+    image = open_image(path)
+    if image.mode not in ("P", "L"):
+        raise DatasetError(f"label in mode {image.mode}; expected a palette (P) or grayscale (L)"
+                           " PNG of class ids", path, "unsupported_format")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_split_list(path):
+    """Example names of a split file, one per line (blank lines ignored)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError("split file not found", path, "missing_file") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise DatasetError("split file lists no examples", path, "no_examples")
+    return names
+
+
+def encode_png(array):
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def validate(example, num_classes, ignore_label):
+    """Raises DatasetError unless the label matches the image size and holds known values."""
+    label = example.label
+    where = example.label_path or example.name
+    if label.dtype != np.uint8 or label.ndim != 2:
+        raise DatasetError(f"label must be uint8 [H, W], got {label.dtype} {label.shape}", where,
+                           "bad_label")
+    if label.shape != (example.height, example.width):
+        raise DatasetError(
+            f"label is {label.shape[0]}x{label.shape[1]} (HxW) but image "
+            f"{example.image_path or example.name} is {example.height}x{example.width}",
+            where, "size_mismatch")
+    hist = np.bincount(label.ravel(), minlength=256)
+    bad = [v for v in np.flatnonzero(hist) if v >= num_classes and v != ignore_label]
+    if bad:
+        raise DatasetError(
+            f"label values {bad} are outside the {num_classes} classes 0..{num_classes - 1} "
+            f"and the ignore value {ignore_label}", where, "label_value")
+    return hist
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _process_chunk(job):
+    """Worker: load, validate, PNG-encode labels. Returns ("ok", ...) or ("skip", ...) rows."""
+    load_fn, items, num_classes, ignore_label, skip_invalid = job
+    rows = []
+    for item in items:
+        try:
+            ex = load_fn(item)
+            hist = validate(ex, num_classes, ignore_label)
+        except DatasetError as e:
+            if not skip_invalid:
+                raise
+            rows.append(("skip", e.reason, e.path, str(e)))
+            continue
+        rows.append(("ok", ex.name, ex.image_bytes, ex.image_format, ex.height, ex.width,
+                     encode_png(ex.label), hist))
+    return rows
+
+
+class _Executor:
+    """Ordered map over chunks: in-process for one worker, else a bounded spawn pool."""
+
+    def __init__(self, num_workers):
+        # "spawn": forking a process that has imported TensorFlow can hang.
+        self.pool = (multiprocessing.get_context("spawn").Pool(num_workers)
+                     if num_workers > 1 else None)
+        self.window = 2 * max(1, num_workers)
+
+    def map(self, fn, jobs):
+        if self.pool is None:
+            yield from map(fn, jobs)
+            return
+        pending = collections.deque()
+        for job in jobs:
+            pending.append(self.pool.apply_async(fn, (job,)))
+            if len(pending) >= self.window:  # bounded: a streamed split never piles up
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+class _Progress:
+    """A one-line progress bar with rate and ETA on stderr (a line every 10 s if not a tty)."""
+
+    def __init__(self, total, desc, enabled=True):
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.done, self.start, self.last = 0, time.monotonic(), 0.0
+        self.tty = enabled and sys.stderr.isatty()
+
+    def update(self, n):
+        self.done += n
+        now = time.monotonic()
+        if not self.enabled or (not self.tty and now - self.last < 10 and self.done < self.total):
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        bar = "=" * int(30 * self.done / max(self.total, 1))
+        start = "\r" if self.tty else ""
+        end = "" if self.tty and self.done < self.total else "\n"
+        sys.stderr.write(f"{start}{self.desc} [{bar:<30}] {self.done}/{self.total} "
+                         f"{rate:.1f} ex/s ETA {int(eta) // 60}:{int(eta) % 60:02d}{end}")
+        sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- writing
+
+def shard_name(split, index, num_shards):
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _tmp_path(path):
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(output_dir):
+    """Removes temporaries of runs that were killed (their process no longer exists)."""
+    for path in output_dir.glob(".*.tmp-*"):
+        try:
+            os.kill(int(path.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_invalid,
+                 chunk_size, output_dir, temporaries, fault_hook, progress):
+    """Writes one split's shards under temporary names; returns its manifest entry."""
+    import tensorflow as tf  # only the parent writes records: workers stay TF-free
+    from deeplab_tf.data import tfrecord
+
+    n = len(items)
+    if n == 0:
+        raise DatasetError(f"split {split!r} has no examples", reason="no_examples")
+    shards = max(1, min(num_shards, n))
+    names = [shard_name(split, s, shards) for s in range(shards)]
+    hist = np.zeros(256, np.int64)
+    sizes, skipped, skipped_files, count = [], collections.Counter(), [], 0
+    jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
+            for chunk in _chunks(items, chunk_size))
+    bar = _Progress(n, split, progress)
+    writer, current, in_shard = None, -1, 0
+    try:
+        index = 0
+        for rows in executor.map(_process_chunk, jobs):
+            for row in rows:
+                shard = index * shards // n  # by input index, so skipping keeps shards stable
+                index += 1
+                while current < shard:
+                    if writer is not None:
+                        writer.close()
+                    current += 1
+                    temporaries.append((_tmp_path(output_dir / names[current]),
+                                        output_dir / names[current]))
+                    writer, in_shard = tf.io.TFRecordWriter(str(temporaries[-1][0])), 0
+                if row[0] == "skip":
+                    skipped[row[1]] += 1
+                    skipped_files.append({"file": row[2], "reason": row[1], "error": row[3]})
+                    continue
+                _, name, image_bytes, fmt, height, width, label_png, ex_hist = row
+                if fault_hook is not None:
+                    fault_hook("record", str(temporaries[-1][0]), in_shard)
+                writer.write(tfrecord.make_example(image_bytes, name, fmt, height, width,
+                                                   label_png))
+                in_shard += 1
+                count += 1
+                hist += ex_hist
+                sizes.append((height, width))
+            bar.update(len(rows))
+    finally:
+        if writer is not None:
+            writer.close()
+    if count == 0:
+        raise DatasetError(f"split {split!r}: all {n} examples are invalid "
+                           f"({dict(skipped)})", reason="no_examples")
+    heights, widths = np.array(sizes).T
+    return {
+        "num_examples": count, "num_shards": shards, "shards": names,
+        "class_pixels": hist[:metadata.num_classes].tolist(),
+        "ignore_pixels": int(hist[metadata.ignore_label]),
+        "image_size": {"min_height": int(heights.min()), "max_height": int(heights.max()),
+                       "min_width": int(widths.min()), "max_width": int(widths.max())},
+        "skipped": dict(skipped), "skipped_files": skipped_files,
+    }
+
+
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_json_atomic(path, data, fault_hook=None):
+    tmp = _tmp_path(path)
+    try:
+        if fault_hook is not None:
+            fault_hook("manifest", str(tmp), 0)
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_workers=1,
+                  skip_invalid=False, converter=None, command=None, split_notes=None,
+                  fault_hook: Optional[Callable[[str, str, int], Any]] = None, progress=True,
+                  chunk_size=8):
+    """Converts and writes every split, then the manifest; returns the manifest dict.
+
+    Args:
+      output_dir: where shards and `manifest.json` go (created if needed).
+      splits: split name -> sized iterable of items for `load_fn`.
+      load_fn: picklable (module-level or functools.partial) function item -> Example;
+        it raises DatasetError for a bad input.
+      metadata: the DatasetMetadata labels are validated against and the manifest records.
+      num_shards: shards per split (fewer if a split has fewer examples).
+      num_workers: worker processes (spawned); 1 runs in this process.
+      skip_invalid: skip examples that raise DatasetError, counting them per reason.
+      converter: {"name": ..., "args": {...}} recorded in the manifest.
+      command: the command line recorded in the manifest.
+      split_notes: split -> dict merged into that split's manifest entry (e.g. filter counts).
+      fault_hook: called as fault_hook(stage, path, index) before each record ("record",
+        temporary shard, index in shard), each rename ("commit", final path, shard number)
+        and the manifest write ("manifest", temporary path, 0); raising there simulates
+        a failing write (fault-injection tests).
+      progress: show a progress bar on stderr.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(output_dir)
+    previous = _read_manifest_json(output_dir)
+    temporaries, entries = [], {}
+    executor = _Executor(num_workers)
+    try:
+        for split, items in splits.items():
+            if not hasattr(items, "__len__"):
+                items = list(items)
+            entries[split] = _write_split(split, items, executor, load_fn, metadata,
+                                          num_shards, skip_invalid, chunk_size, output_dir,
+                                          temporaries, fault_hook, progress)
+            entries[split].update((split_notes or {}).get(split, {}))
+        executor.close()
+        # Commit. Without a manifest the directory reads as incomplete while files move.
+        (output_dir / MANIFEST).unlink(missing_ok=True)
+        for i, (tmp, final) in enumerate(temporaries):
+            _fsync(tmp)
+            if fault_hook is not None:
+                fault_hook("commit", str(final), i)
+            os.replace(tmp, final)
+        for split, entry in entries.items():  # shards of an earlier run with another count
+            for path in output_dir.glob(f"{split}-*-of-*.tfrecord"):
+                if path.name not in entry["shards"]:
+                    path.unlink()
+        kept = {}
+        if previous and previous.get("metadata") == metadata.to_dict():
+            kept = {s: e for s, e in previous.get("splits", {}).items() if s not in entries}
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "metadata": metadata.to_dict(),
+            "converter": None if converter is None else {**converter, "args": {
+                **converter.get("args", {}), "num_shards": num_shards,
+                "skip_invalid": skip_invalid}},
+            "command": list(command) if command is not None else None,
+            "splits": {**kept, **entries},
+        }
+        _write_json_atomic(output_dir / MANIFEST, manifest, fault_hook)
+        return manifest
+    finally:
+        executor.close()
+        for tmp, _ in temporaries:
+            tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A converted dataset: its metadata and, per split, counts, shards and statistics."""
+    output_dir: Path
+    metadata: DatasetMetadata
+    splits: dict
+    data: dict  # the whole manifest.json
+
+    def shard_paths(self, split):
+        if split not in self.splits:
+            raise DatasetError(f"no split {split!r}; the manifest has {sorted(self.splits)}",
+                               self.output_dir / MANIFEST, "unknown_split")
+        return [str(self.output_dir / name) for name in self.splits[split]["shards"]]
+
+    def num_examples(self, split):
+        return self.splits[split]["num_examples"]
+
+
+def _read_manifest_json(output_dir):
+    path = Path(output_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def load_manifest(output_dir):
+    """Reads `manifest.json` of a converted dataset and checks that its shards exist."""
+    output_dir = Path(output_dir)
+    data = _read_manifest_json(output_dir)
+    if data is None:
+        raise DatasetError("missing or unreadable manifest; expected the output of a finished "
+                           "deeplab-build-data run", output_dir / MANIFEST, "missing_file")
+    for split, entry in data["splits"].items():
+        for name in entry["shards"]:
+            if not (output_dir / name).is_file():
+                raise DatasetError(f"shard of split {split!r} listed in the manifest is missing",
+                                   output_dir / name, "missing_file")
+    return Manifest(output_dir, DatasetMetadata.from_dict(data["metadata"]), data["splits"], data)

@@ -34,6 +34,7 @@ Examples:
   deeplab-build-data folder --root ~/data/mine --output_dir ~/data/mine_tfrecord
   deeplab-build-data synthetic --output_dir /tmp/synthetic --num_train 200 --num_val 50
 """
+import inspect
 import os
 import sys
 
@@ -125,6 +126,10 @@ def main(argv):
         kwargs = _converter_kwargs(dataset)
     except ValueError as e:
         raise app.UsageError(f"bad flag value: {e}")
+    missing = [name for name, p in inspect.signature(module.convert).parameters.items()
+               if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name not in kwargs]
+    if missing:
+        raise app.UsageError(f"{dataset} needs {', '.join('--' + f for f in missing)}")
     try:
         manifest = module.convert(**kwargs)
     except DatasetError as e:

@@ -1,0 +1,72 @@
+"""Cityscapes (Cordts et al. 2016) fine annotations, 19 evaluation classes (Sec. 4, ref. [13]).
+
+Layout: leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png and
+gtFine/{split}/{city}/{stem}_gtFine_labelIds.png. The label ids (0..33) are mapped to the 19
+train ids of the official `cityscapesscripts/helpers/labels.py`; every other id (void,
+rare and unlabelled classes) becomes the ignore value 255. Images (PNG) are stored as is.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from deeplab_tf.data import writer
+from deeplab_tf.data.metadata import CITYSCAPES
+
+DEFAULT_SPLITS = ("train", "val")
+DEFAULT_NUM_SHARDS = 10  # as the original build_cityscapes_data.py
+NUM_LABEL_IDS = 34  # labelIds 0..33 (license plate, id -1, is not drawn in labelIds PNGs)
+
+# labelId -> trainId, from labels.py; the train id order is CITYSCAPES.class_names.
+LABEL_TO_TRAIN_ID = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+
+
+def _lookup_table():
+    table = np.full(256, CITYSCAPES.ignore_label, np.uint8)
+    for label_id, train_id in LABEL_TO_TRAIN_ID.items():
+        table[label_id] = train_id
+    return table
+
+
+def to_train_ids(label_ids, path=None):
+    """Maps a labelIds array to train ids; an id above 33 is not Cityscapes: an error."""
+    unknown = np.unique(label_ids[label_ids >= NUM_LABEL_IDS])
+    if unknown.size:
+        raise writer.DatasetError(f"label ids {unknown.tolist()} are not Cityscapes labelIds "
+                                  f"0..{NUM_LABEL_IDS - 1}", path, "label_value")
+    return _lookup_table()[label_ids]
+
+
+def list_split(root, split):
+    image_dir = root / "leftImg8bit" / split
+    if not image_dir.is_dir():
+        raise writer.DatasetError(f"no split {split!r}: expected leftImg8bit/{split}/CITY/"
+                                  "*_leftImg8bit.png and gtFine/ beside it", image_dir,
+                                  "missing_file")
+    items = []
+    for image_path in sorted(image_dir.glob("*/*_leftImg8bit.png")):
+        stem = image_path.name[: -len("_leftImg8bit.png")]
+        label_path = (root / "gtFine" / split / image_path.parent.name /
+                      f"{stem}_gtFine_labelIds.png")
+        items.append((stem, str(image_path), str(label_path)))
+    return items
+
+
+def load_example(example_item):
+    name, image_path, label_path = example_item
+    data, fmt, height, width = writer.read_image(image_path)
+    label = to_train_ids(writer.read_label_png(label_path), label_path)
+    return writer.Example(name, data, fmt, height, width, label, image_path, label_path)
+
+
+def convert(root, output_dir, splits=DEFAULT_SPLITS, num_shards=DEFAULT_NUM_SHARDS,
+            **write_options):
+    """Converts Cityscapes `splits` (train, val; test has no public labels) of `root`."""
+    root = Path(root)
+    items = {split: list_split(root, split) for split in splits}
+    return writer.write_dataset(
+        output_dir, items, load_example, CITYSCAPES, num_shards=num_shards,
+        converter={"name": "cityscapes", "args": {"root": str(root), "splits": list(splits)}},
+        **write_options)

@@ -1,0 +1,144 @@
+"""Your own dataset from a folder: images/, masks/ and classes.txt.
+
+Layout:
+  images/STEM.jpg|.jpeg|.png   stored unchanged
+  masks/STEM.png               class ids (grayscale or palette PNG, palette INDICES are the
+                               ids, as VOC) or colours (RGB PNG) matched to classes.txt
+  classes.txt                  one class per line in id order: `name` or `name R G B`
+                               (# comments and blank lines are skipped)
+  splits/SPLIT.txt             optional: the stems of each split. Without it, train/val
+                               are drawn by a hash of the stem: stable as files are added.
+
+In colour masks, pixels of the ignore colour (white by default, as in
+`DatasetMetadata.colormap()`) become the ignore value 255; any other colour not in
+classes.txt is an error naming the file and the colour.
+"""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from deeplab_tf.data import writer
+from deeplab_tf.data.metadata import DatasetMetadata
+
+DEFAULT_SPLITS = ("train", "val")
+DEFAULT_NUM_SHARDS = 4
+DEFAULT_VAL_FRACTION = 0.1
+IGNORE_COLOR = (255, 255, 255)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def read_classes(path, name):
+    """DatasetMetadata from classes.txt; colours only if every line gives one."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise writer.DatasetError("class list not found: expected one class per line, `name` "
+                                  "or `name R G B`", path, "missing_file") from None
+    names, colors = [], []
+    for number, line in enumerate(lines, 1):
+        fields = line.split("#")[0].split()
+        if not fields:
+            continue
+        if len(fields) not in (1, 4) or not all(f.isdigit() and int(f) < 256 for f in fields[1:]):
+            raise writer.DatasetError(f"line {number} is {line!r}; expected `name` or "
+                                      "`name R G B` with R, G, B in 0..255", path, "bad_classes")
+        names.append(fields[0])
+        if len(fields) == 4:
+            colors.append(tuple(int(v) for v in fields[1:]))
+    if not names:
+        raise writer.DatasetError("no classes listed", path, "no_examples")
+    if colors and len(colors) != len(names):
+        raise writer.DatasetError("give a colour on every line or on none", path, "bad_classes")
+    if len(set(colors)) != len(colors):
+        raise writer.DatasetError("two classes share a colour", path, "bad_classes")
+    return DatasetMetadata(name, tuple(names), tuple(colors) if colors else None)
+
+
+def colors_to_ids(rgb, colors, ignore_color, ignore_label, path=None):
+    """Class ids of an RGB mask by exact colour; an unlisted colour is an error."""
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    values, inverse = np.unique(codes, return_inverse=True)
+    lookup = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colors)}
+    ignore_code = (ignore_color[0] << 16) | (ignore_color[1] << 8) | ignore_color[2]
+    ids = np.empty(len(values), np.uint8)
+    for i, code in enumerate(values.tolist()):
+        if code in lookup:
+            ids[i] = lookup[code]
+        elif code == ignore_code:
+            ids[i] = ignore_label
+        else:
+            raise writer.DatasetError(
+                f"colour {(code >> 16, (code >> 8) & 255, code & 255)} is not in classes.txt "
+                f"{list(colors)} nor the ignore colour {tuple(ignore_color)}", path, "unknown_color")
+    return ids[inverse.reshape(codes.shape)]
+
+
+def load_example(example_item):
+    name, image_path, mask_path, colors, ignore_color, ignore_label = example_item
+    data, fmt, height, width = writer.read_image(image_path)
+    mask = writer.open_image(mask_path)
+    if mask.mode in ("P", "L"):
+        label = np.asarray(mask, dtype=np.uint8)
+    elif mask.mode in ("RGB", "RGBA") and colors:
+        label = colors_to_ids(np.asarray(mask.convert("RGB")), colors, ignore_color,
+                              ignore_label, mask_path)
+    else:
+        raise writer.DatasetError(
+            f"mask in mode {mask.mode}; expected a grayscale/palette PNG of class ids" +
+            ("" if colors else ", or an RGB mask with colours listed in classes.txt"),
+            mask_path, "unsupported_format")
+    return writer.Example(name, data, fmt, height, width, label, image_path, mask_path)
+
+
+def _stems(directory, suffixes):
+    if not directory.is_dir():
+        raise writer.DatasetError("directory not found", directory, "missing_file")
+    return {p.stem: p for p in sorted(directory.iterdir()) if p.suffix.lower() in suffixes}
+
+
+def _hash_fraction(stem):
+    return int.from_bytes(hashlib.sha1(stem.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+
+
+def split_stems(root, splits, stems, val_fraction):
+    """Stems per split: splits/SPLIT.txt if splits/ exists, else a stable hash split."""
+    if (root / "splits").is_dir():
+        return {s: writer.read_split_list(root / "splits" / f"{s}.txt") for s in splits}
+    unknown = set(splits) - {"train", "val"}
+    if unknown:
+        raise writer.DatasetError(f"no splits/ directory, so only train and val exist, not "
+                                  f"{sorted(unknown)}", root / "splits", "missing_file")
+    val = {s for s in stems if _hash_fraction(s) < val_fraction}
+    chosen = {"train": sorted(set(stems) - val), "val": sorted(val)}
+    return {s: chosen[s] for s in splits}
+
+
+def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FRACTION,
+            ignore_color=IGNORE_COLOR, name=None, num_shards=DEFAULT_NUM_SHARDS,
+            **write_options):
+    """Converts a folder dataset; `name` (default: the folder's name) goes in the metadata."""
+    root = Path(root)
+    metadata = read_classes(root / "classes.txt", name or root.resolve().name)
+    if metadata.colors and tuple(ignore_color) in metadata.colors:
+        raise writer.DatasetError(f"ignore colour {tuple(ignore_color)} is also a class colour",
+                                  root / "classes.txt", "bad_classes")
+    images = _stems(root / "images", IMAGE_SUFFIXES)
+    masks = _stems(root / "masks", (".png",))
+    stems = sorted(set(images) | set(masks))
+    if not stems:
+        raise writer.DatasetError("no images in images/ (.jpg, .jpeg, .png) nor masks in masks/",
+                                  root, "no_examples")
+    items = {}
+    for split, names in split_stems(root, splits, stems, val_fraction).items():
+        # A stem without an image or mask keeps a path that does not exist: the worker's read
+        # fails with "file not found" naming it, or --skip_invalid counts it.
+        items[split] = [(s, str(images.get(s, root / "images" / f"{s}.jpg")),
+                         str(masks.get(s, root / "masks" / f"{s}.png")), metadata.colors,
+                         tuple(ignore_color), metadata.ignore_label) for s in names]
+    return writer.write_dataset(
+        output_dir, items, load_example, metadata, num_shards=num_shards,
+        converter={"name": "folder", "args": {"root": str(root), "splits": list(splits),
+                                              "val_fraction": val_fraction,
+                                              "ignore_color": list(ignore_color)}},
+        **write_options)

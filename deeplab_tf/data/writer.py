@@ -15,7 +15,6 @@ import dataclasses
 import datetime
 import io
 import json
-import logging
 import multiprocessing
 import os
 import sys
@@ -30,11 +29,6 @@ from deeplab_tf.data.metadata import DatasetMetadata
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-# Modes TF's decode_jpeg/decode_png turn into RGB unchanged; CMYK JPEG or 16-bit PNG would
-# need re-encoding, which would break "images are stored byte-identical".
-_DECODABLE_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "P", "RGB", "RGBA"}}
-
-log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -61,58 +55,7 @@ class Example:
     label_path: str = ""
 
 
-# ----------------------------------------------------------------------------- reading
-
-def read_bytes(path):
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DatasetError("file not found", path, "missing_file") from None
-    except OSError as e:
-        raise DatasetError(f"unreadable ({e})", path, "unreadable_file") from None
-
-
-def open_image(path, data=None):
-    """Decodes a whole image file with Pillow (a truncated file fails here, not in training)."""
-    data = read_bytes(path) if data is None else data
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
-        raise DatasetError(f"corrupt or truncated image ({e})", path, "corrupt_file") from None
-    return image
-
-
-def read_image(path):
-    """Returns (bytes, "jpeg"|"png", height, width) of an image stored unchanged."""
-    data = read_bytes(path)
-    image = open_image(path, data)
-    if image.mode not in _DECODABLE_MODES.get(image.format, ()):
-        raise DatasetError(f"{image.format} image in mode {image.mode}; expected a JPEG (L or RGB)"
-                           " or PNG image", path, "unsupported_format")
-    return data, image.format.lower(), image.height, image.width
-
-
-def read_label_png(path):
-    """Class ids of a single-channel or palette PNG; palette INDICES are the ids (as VOC)."""
-    image = open_image(path)
-    if image.mode not in ("P", "L"):
-        raise DatasetError(f"label in mode {image.mode}; expected a palette (P) or grayscale (L)"
-                           " PNG of class ids", path, "unsupported_format")
-    return np.asarray(image, dtype=np.uint8)
-
-
-def read_split_list(path):
-    """Example names of a split file, one per line (blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError("split file not found", path, "missing_file") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise DatasetError("split file lists no examples", path, "no_examples")
-    return names
-
+# ----------------------------------------------------------------------------- validation
 
 def encode_png(array):
     buf = io.BytesIO()
@@ -259,20 +202,21 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
     jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
             for chunk in _chunks(items, chunk_size))
     bar = _Progress(n, split, progress)
-    writer, current, in_shard = None, -1, 0
+    writer, current, in_shard, index = None, -1, 0, 0
     try:
-        index = 0
         for rows in executor.map(_process_chunk, jobs):
             for row in rows:
-                shard = index * shards // n  # by input index, so skipping keeps shards stable
+                # By input index, so skipped examples don't shift later ones; shards <= n,
+                # so the shard advances by at most one per example.
+                shard = index * shards // n
                 index += 1
-                while current < shard:
+                if shard != current:
                     if writer is not None:
                         writer.close()
-                    current += 1
-                    temporaries.append((_tmp_path(output_dir / names[current]),
-                                        output_dir / names[current]))
-                    writer, in_shard = tf.io.TFRecordWriter(str(temporaries[-1][0])), 0
+                    current, in_shard = shard, 0
+                    temporaries.append((_tmp_path(output_dir / names[shard]),
+                                        output_dir / names[shard]))
+                    writer = tf.io.TFRecordWriter(str(temporaries[-1][0]))
                 if row[0] == "skip":
                     skipped[row[1]] += 1
                     skipped_files.append({"file": row[2], "reason": row[1], "error": row[3]})
@@ -287,9 +231,16 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
                 hist += ex_hist
                 sizes.append((height, width))
             bar.update(len(rows))
+        writer.close()
+        writer = None
+    except tf.errors.OpError as e:  # e.g. EFBIG arrives as OutOfRangeError: callers get OSError
+        raise OSError(f"{temporaries[-1][0]}: writing the shard failed ({e.message})") from e
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except tf.errors.OpError:
+                pass  # already failing; the caller removes the temporary
     if count == 0:
         raise DatasetError(f"split {split!r}: all {n} examples are invalid "
                            f"({dict(skipped)})", reason="no_examples")

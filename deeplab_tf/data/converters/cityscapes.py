@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab_tf.data import writer
+from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import CITYSCAPES
 
 DEFAULT_SPLITS = ("train", "val")
@@ -56,8 +57,8 @@ def list_split(root, split):
 
 def load_example(example_item):
     name, image_path, label_path = example_item
-    data, fmt, height, width = writer.read_image(image_path)
-    label = to_train_ids(writer.read_label_png(label_path), label_path)
+    data, fmt, height, width = inputs.read_image(image_path)
+    label = to_train_ids(inputs.read_label_png(label_path), label_path)
     return writer.Example(name, data, fmt, height, width, label, image_path, label_path)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab_tf.data import writer
+from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import VOC
 
 DEFAULT_SPLITS = ("train2017", "val2017")
@@ -100,7 +101,7 @@ def coco_label(height, width, anns):
 
 def load_example(example_item):
     file_name, image_path, height, width, anns, annotation_file = example_item
-    data, fmt, image_height, image_width = writer.read_image(image_path)
+    data, fmt, image_height, image_width = inputs.read_image(image_path)
     try:
         label = coco_label(height, width, anns)
     except Exception as e:  # pycocotools raises on malformed polygons or RLE

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab_tf.data import writer
+from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import DatasetMetadata
 
 DEFAULT_SPLITS = ("train", "val")
@@ -76,8 +77,8 @@ def colors_to_ids(rgb, colors, ignore_color, ignore_label, path=None):
 
 def load_example(example_item):
     name, image_path, mask_path, colors, ignore_color, ignore_label = example_item
-    data, fmt, height, width = writer.read_image(image_path)
-    mask = writer.open_image(mask_path)
+    data, fmt, height, width = inputs.read_image(image_path)
+    mask = inputs.open_image(mask_path)
     if mask.mode in ("P", "L"):
         label = np.asarray(mask, dtype=np.uint8)
     elif mask.mode in ("RGB", "RGBA") and colors:
@@ -104,7 +105,7 @@ def _hash_fraction(stem):
 def split_stems(root, splits, stems, val_fraction):
     """Stems per split: splits/SPLIT.txt if splits/ exists, else a stable hash split."""
     if (root / "splits").is_dir():
-        return {s: writer.read_split_list(root / "splits" / f"{s}.txt") for s in splits}
+        return {s: inputs.read_split_list(root / "splits" / f"{s}.txt") for s in splits}
     unknown = set(splits) - {"train", "val"}
     if unknown:
         raise writer.DatasetError(f"no splits/ directory, so only train and val exist, not "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab_tf.data import writer
-from deeplab_tf.data.converters import voc2012
+from deeplab_tf.data.converters import inputs, voc2012
 from deeplab_tf.data.metadata import VOC
 
 DEFAULT_SPLITS = ("train_aug",)
@@ -41,7 +41,7 @@ def find_sbd_root(root):
 def read_sbd_label(path):
     """`GTcls.Segmentation` of an SBD cls/*.mat file, as uint8 class ids."""
     from scipy.io import loadmat  # optional dependency: only this converter needs it
-    data = writer.read_bytes(path)
+    data = inputs.read_bytes(path)
     try:
         segmentation = loadmat(io.BytesIO(data))["GTcls"][0, 0]["Segmentation"]
     except Exception as e:  # scipy raises many types on a damaged or foreign file
@@ -62,18 +62,18 @@ def load_example(example_item):
     name, image_path, label_path = example_item
     if not label_path.endswith(".mat"):
         return voc2012.load_example(example_item)
-    data, fmt, height, width = writer.read_image(image_path)
+    data, fmt, height, width = inputs.read_image(image_path)
     return writer.Example(name, data, fmt, height, width, read_sbd_label(label_path),
                           image_path, label_path)
 
 
 def list_train_aug(sbd_root, voc_root):
     """Items of train_aug, sorted by name, and how many labels come from VOC and SBD."""
-    sbd_names = writer.read_split_list(sbd_root / "train.txt")
-    sbd_names += writer.read_split_list(sbd_root / "val.txt")
+    sbd_names = inputs.read_split_list(sbd_root / "train.txt")
+    sbd_names += inputs.read_split_list(sbd_root / "val.txt")
     segmentation_sets = voc_root / "ImageSets" / "Segmentation"
-    voc_train = writer.read_split_list(segmentation_sets / "train.txt")
-    voc_val = set(writer.read_split_list(segmentation_sets / "val.txt"))
+    voc_train = inputs.read_split_list(segmentation_sets / "train.txt")
+    voc_val = set(inputs.read_split_list(segmentation_sets / "val.txt"))
     items, from_voc = [], 0
     for name in sorted((set(sbd_names) | set(voc_train)) - voc_val):
         name_item = voc2012.item(voc_root, name)

@@ -8,6 +8,7 @@ need not be removed first (`remove_gt_colormap.py`): palette indices are read di
 from pathlib import Path
 
 from deeplab_tf.data import writer
+from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import VOC
 
 DEFAULT_SPLITS = ("train", "val")
@@ -33,14 +34,14 @@ def item(voc_root, name):
 
 
 def list_split(voc_root, split):
-    names = writer.read_split_list(voc_root / "ImageSets" / "Segmentation" / f"{split}.txt")
+    names = inputs.read_split_list(voc_root / "ImageSets" / "Segmentation" / f"{split}.txt")
     return [item(voc_root, name) for name in names]
 
 
 def load_example(example_item):
     name, image_path, label_path = example_item
-    data, fmt, height, width = writer.read_image(image_path)
-    label = writer.read_label_png(label_path)
+    data, fmt, height, width = inputs.read_image(image_path)
+    label = inputs.read_label_png(label_path)
     return writer.Example(name, data, fmt, height, width, label, image_path, label_path)
 
 

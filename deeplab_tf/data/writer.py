@@ -76,7 +76,7 @@ def validate(example, num_classes, ignore_label):
             f"{example.image_path or example.name} is {example.height}x{example.width}",
             where, "size_mismatch")
     hist = np.bincount(label.ravel(), minlength=256)
-    bad = [v for v in np.flatnonzero(hist) if v >= num_classes and v != ignore_label]
+    bad = [v for v in np.flatnonzero(hist).tolist() if v >= num_classes and v != ignore_label]
     if bad:
         raise DatasetError(
             f"label values {bad} are outside the {num_classes} classes 0..{num_classes - 1} "

@@ -1,0 +1,136 @@
+"""Layers against independent NumPy computations; the three ResNet layouts."""
+import numpy as np
+import pytest
+import keras
+
+from deeplab_tf.modeling import build_backbone, build_deeplabv3
+from deeplab_tf.modeling.aspp import ImagePooling
+from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike
+from conftest import TINY
+
+
+def numpy_conv(x, w, stride, rate, pad_beg, pad_end):
+    """Direct 2-D convolution (Eq. 1 of the paper): y[i] = sum_k x[s*i + r*k] w[k]."""
+    x = np.pad(x, [(0, 0), (pad_beg[0], pad_end[0]), (pad_beg[1], pad_end[1]), (0, 0)])
+    k = w.shape[0]
+    eff = (k - 1) * rate + 1
+    oh = (x.shape[1] - eff) // stride + 1
+    ow = (x.shape[2] - eff) // stride + 1
+    y = np.zeros((x.shape[0], oh, ow, w.shape[3]))
+    for a in range(k):
+        for b in range(k):
+            patch = x[:, a * rate: a * rate + stride * (oh - 1) + 1: stride,
+                      b * rate: b * rate + stride * (ow - 1) + 1: stride]
+            y += patch @ w[a, b]
+    return y
+
+
+@pytest.mark.parametrize("k,stride,rate,padding,size", [
+    (3, 1, 1, "same", (9, 11)), (3, 1, 6, "same", (17, 10)), (3, 1, 24, "same", (13, 13)),
+    (3, 2, 1, "explicit", (10, 9)), (3, 2, 1, "same", (10, 9)), (7, 2, 1, "explicit", (16, 15)),
+    (1, 2, 1, "valid", (10, 11)), (3, 1, 2, "explicit", (8, 8))])
+def test_conv_matches_numpy(k, stride, rate, padding, size):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2,) + size + (3,)).astype("float32")
+    layer = Conv(4, k, strides=stride, dilation_rate=rate, padding=padding, use_bias=True)
+    y = layer(x).numpy()
+    w, b = [v.numpy() for v in layer.weights]
+    eff = (k - 1) * rate + 1
+    if padding == "valid":
+        beg, end = (0, 0), (0, 0)
+    elif padding == "explicit":
+        beg = ((eff - 1) // 2,) * 2
+        end = (eff - 1 - (eff - 1) // 2,) * 2
+    else:  # TF SAME: the extra pixel goes at the end
+        totals = [max((-(-n // stride) - 1) * stride + eff - n, 0) for n in size]
+        beg = tuple(t // 2 for t in totals)
+        end = tuple(t - t // 2 for t in totals)
+    want = numpy_conv(x, w, stride, rate, beg, end) + b
+    assert y.shape == want.shape
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    assert layer.compute_output_shape((2,) + size + (3,)) == y.shape
+
+
+def test_conv_rejects_stride_with_rate():
+    with pytest.raises(ValueError, match="strided or atrous"):
+        Conv(4, 3, strides=2, dilation_rate=2)
+
+
+def test_input_normalization():
+    x = np.random.default_rng(0).uniform(0, 255, (1, 4, 5, 3)).astype("float32")
+    caffe = keras.applications.resnet.preprocess_input(x.copy())
+    np.testing.assert_allclose(InputNormalization("caffe")(x), caffe, atol=1e-4)
+    np.testing.assert_allclose(InputNormalization("tf")(x), x / 127.5 - 1, atol=1e-5)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(InputNormalization("torch")(x), (x / 255 - mean) / std,
+                               atol=1e-4)
+
+
+def numpy_resize_align_corners(x, out_h, out_w):
+    h, w = x.shape[1:3]
+    ys = np.arange(out_h) * ((h - 1) / (out_h - 1) if out_h > 1 else 0)
+    xs = np.arange(out_w) * ((w - 1) / (out_w - 1) if out_w > 1 else 0)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (ys - y0)[None, :, None, None], (xs - x0)[None, None, :, None]
+    top = x[:, y0][:, :, x0] * (1 - fx) + x[:, y0][:, :, x1] * fx
+    bottom = x[:, y1][:, :, x0] * (1 - fx) + x[:, y1][:, :, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def test_resize_is_align_corners():
+    low = np.random.default_rng(0).normal(size=(1, 5, 7, 2)).astype("float32")
+    like = np.zeros((1, 33, 49, 3), "float32")  # OS*k+1 with OS 8
+    y = ResizeLike()([low, like]).numpy()
+    np.testing.assert_allclose(y, numpy_resize_align_corners(low, 33, 49), atol=1e-5)
+    # Feature pixel i sits on input pixel OS*i.
+    np.testing.assert_allclose(y[:, ::8, ::8], low, atol=1e-6)
+
+
+def test_image_pooling_is_broadcast_global_context():
+    x = np.random.default_rng(0).normal(size=(2, 6, 9, 5)).astype("float32")
+    layer = ImagePooling(4)
+    y = layer(x, training=False).numpy()
+    w = layer.conv.kernel.numpy()[0, 0]
+    bn = layer.bn
+    z = x.mean(axis=(1, 2)) @ w
+    z = (z - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    z = np.maximum(z * bn.gamma.numpy() + bn.beta.numpy(), 0)
+    np.testing.assert_allclose(y, np.broadcast_to(z[:, None, None], y.shape), atol=1e-5)
+
+
+def strided(model):
+    return sorted(l.name for l in model.layers if isinstance(l, Conv) and l.strides == 2)
+
+
+def test_layouts():
+    depths = dict(depths=(2, 2, 2, 3), width_multiplier=0.125)
+    keras_ = build_backbone("resnet50", layout="keras", **depths)
+    slim = build_backbone("resnet50", layout="slim", **depths)
+    garden = build_backbone("resnet50", layout="garden", **depths)
+    # Where the stride sits (shortcut convs stride with their unit).
+    assert strided(keras_) == sorted(["conv1_conv"] + [f"conv{s}_block1_{i}_conv"
+                                                       for s in (3, 4, 5) for i in (0, 1)])
+    assert strided(slim) == sorted(["conv1_conv"] + [f"conv{s}_block2_2_conv"
+                                                     for s in (2, 3, 4)])
+    assert strided(garden) == sorted(["conv1_conv"] + [f"conv{s}_block1_{i}_conv"
+                                                       for s in (3, 4, 5) for i in (0, 2)])
+    # TF-slim subsamples the identity shortcut of a strided last unit.
+    assert slim.get_layer("conv2_block2_0_pool").strides == (2, 2)
+    for model, bias, eps, norm in [(keras_, True, 1.001e-5, "caffe"), (slim, False, 1e-5, "tf"),
+                                   (garden, False, 1e-3, "torch")]:
+        convs = [l for l in model.layers if isinstance(l, Conv)]
+        assert all(c.use_bias == bias for c in convs)
+        bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+        assert all(b.epsilon == eps for b in bns)
+        assert model.get_layer("input_normalization").mode == norm
+        # Each stride-2 stage halves 65 -> 33 -> ... down to output stride 32: 3x3.
+        out = model.compute_output_spec(keras.KerasTensor((1, 65, 65, 3)))["block4"]
+        assert tuple(out.shape[1:3]) == (3, 3)
+
+
+def test_deep_stem():
+    model = build_deeplabv3(3, stem="deep", layout="slim", **TINY)
+    assert model.get_layer("conv1_1_conv").strides == 2
+    assert model.get_layer("conv1_3_conv").filters == 2 * model.get_layer("conv1_2_conv").filters
+    assert model.predict(np.zeros((1, 33, 33, 3), "float32"), verbose=0).shape == (1, 33, 33, 3)

@@ -134,3 +134,19 @@ def test_deep_stem():
     assert model.get_layer("conv1_1_conv").strides == 2
     assert model.get_layer("conv1_3_conv").filters == 2 * model.get_layer("conv1_2_conv").filters
     assert model.predict(np.zeros((1, 33, 33, 3), "float32"), verbose=0).shape == (1, 33, 33, 3)
+
+
+def test_mixed_bfloat16_policy():
+    x = np.random.default_rng(0).uniform(0, 255, (1, 33, 33, 3)).astype("float32")
+    fp32 = build_deeplabv3(3, **TINY)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        bf16 = build_deeplabv3(3, **TINY)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    bf16.set_weights(fp32.get_weights())
+    assert bf16.get_layer("conv2_block1_2_conv").compute_dtype == "bfloat16"
+    assert bf16.get_layer("conv2_block1_2_conv").kernel.dtype == "float32"
+    y16, y32 = bf16.predict(x, verbose=0), fp32.predict(x, verbose=0)
+    assert y16.dtype == np.float32  # logits leave the model in float32 for the loss
+    assert np.max(np.abs(y16 - y32)) < 0.05 * np.max(np.abs(y32)) + 1e-3

@@ -1,0 +1,264 @@
+"""Experiment configuration: frozen dataclasses, typed overrides, JSON round-trip.
+
+Sections: model, data, train (optimizer and schedule included), eval, export. Defaults are
+the paper's values (Sec. 4); experiments/ derives its presets with `dataclasses.replace`.
+A config is turned into builder arguments in exactly one place: `model_kwargs`.
+"""
+import dataclasses
+import json
+import types
+import typing
+from typing import Optional, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """DeepLabv3 architecture (Sec. 3); see `deeplab_tf.modeling.DeepLabV3`."""
+    backbone: str = "resnet101"
+    output_stride: int = 16            # paper: 16 to train, 8 to evaluate (Sec. 4.1)
+    multi_grid: Tuple[int, ...] = (1, 2, 4)
+    aspp_rates: Optional[Tuple[int, ...]] = None   # None: (6, 12, 18) at OS16, doubled at 8
+    extra_blocks: int = 0
+    head: str = "aspp"
+    image_pooling: bool = True
+    aspp_filters: int = 256
+    dropout_rate: float = 0.0
+    bn_momentum: float = 0.9997        # the original's decay; short runs from scratch: ~0.99
+    layout: str = "keras"
+    stem: str = "7x7"
+    depths: Optional[Tuple[int, ...]] = None
+    width_multiplier: float = 1.0
+    backbone_weights: Optional[str] = "imagenet"   # "imagenet", a weights file, or None
+    freeze_bn: bool = False            # stage 2 (Sec. 4.1): BN statistics and scales frozen
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """TFRecords written by `deeplab-build-data` and the augmentation of Sec. 4.1."""
+    train_records: str = ""            # file pattern, e.g. data/voc/train_aug-*.tfrecord
+    eval_records: str = ""
+    crop_size: Tuple[int, int] = (513, 513)
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    scale_step: float = 0.25           # the original's discrete steps; 0 for continuous
+    bootstrap_classes: Tuple[str, ...] = ()   # Sec. 4.1 bootstrapping of hard classes
+    bootstrap_factor: int = 1
+    shuffle_buffer: int = 1000
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer, schedule and loop (Sec. 4.1)."""
+    steps: int = 30000
+    batch_size: int = 16               # global batch, split over replicas
+    base_lr: float = 0.007
+    lr_power: float = 0.9              # poly: lr = base * (1 - step / steps) ** power
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4         # TF-slim convention: 1e-4 * sum(w^2) / 2, conv kernels
+    steps_per_loop: int = 10           # steps inside one tf.function call
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    init_checkpoint: str = ""          # another run's model_dir or checkpoint (partial restore)
+    log_every: int = 10
+    summary_images_every: int = 0      # 0: off
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation as the paper does it (Sec. 4.1, Table 6)."""
+    output_stride: int = 8
+    scales: Tuple[float, ...] = (1.0,)  # paper's best: 0.5, 0.75, 1.0, 1.25, 1.5, 1.75
+    flip: bool = False
+    pad_to: Optional[Tuple[int, int]] = None   # None: next OS*k+1; (513, 513) as the original
+    max_side: int = 2048               # sliding window above this side length
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    output_stride: int = 8
+    scales: Tuple[float, ...] = (1.0,)
+    flip: bool = False
+    probabilities: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+
+
+class ConfigError(ValueError):
+    """A bad override or config file: names the key and what was expected."""
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def from_dict(d, cls=ExperimentConfig, path=""):
+    """Builds a config from a dict (e.g. a model_dir's config.json), checking every key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(path + k for k in unknown)}; "
+                          f"valid: {sorted(path + n for n in names)}")
+    values = {}
+    for name, value in d.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(value, hint, f"{path}{name}.")
+        else:
+            values[name] = _coerce(value, hint, path + name)
+    return cls(**values)
+
+
+def save_json(config, path):
+    with open(path, "w") as f:
+        json.dump(to_dict(config), f, indent=2)
+
+
+def load_json(path):
+    with open(path) as f:
+        return from_dict(json.load(f))
+
+
+def valid_keys(config):
+    keys = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{section.name}.{f.name}" for f in dataclasses.fields(value)]
+        else:
+            keys.append(section.name)
+    return keys
+
+
+def _split_overrides(text):
+    """Splits "a=1,b=(1,2),c=x" on the commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "([" and 1 or 0
+        depth -= ch in ")]" and 1 or 0
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_scalar(text, typ, key):
+    text = text.strip()
+    try:
+        if typ is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if typ is int:
+            return int(text)
+        if typ is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r}: expected {typ.__name__}") from None
+    return text.strip("'\"")
+
+
+def _coerce(value, hint, key):
+    """Converts `value` (a string from the command line, or JSON) to the field's type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)][0]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(value, inner, key)
+    if origin is tuple:
+        if isinstance(value, str):
+            items = [v for v in value.strip().strip("()[]").split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise ConfigError(f"{key}={value!r}: expected a tuple, e.g. (1,2,4)")
+        typ = args[0]
+        if len(args) == 2 and args[1] is not Ellipsis and len(items) != len(args):
+            raise ConfigError(f"{key}={value!r}: expected {len(args)} values")
+        return tuple(_coerce(v, typ, key) for v in items)
+    if isinstance(value, str):
+        return _parse_scalar(value, hint, key)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r}: expected {hint.__name__}")
+    return value
+
+
+def apply_overrides(config, overrides):
+    """Applies "section.key=value,..." (typed, never evaluated as code) to `config`.
+
+    Values are parsed by the field's declared type; an unknown key is an error listing
+    the valid keys. Tuples are written (1,2,4) or [1,2,4].
+    """
+    if not overrides:
+        return config
+    for item in _split_overrides(overrides):
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        section_name, _, field = key.partition(".")
+        section = getattr(config, section_name, None)
+        if not dataclasses.is_dataclass(section) or field not in \
+                {f.name for f in dataclasses.fields(section)}:
+            raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(valid_keys(config))}")
+        hint = typing.get_type_hints(type(section))[field]
+        value = _coerce(text, hint, key)
+        config = dataclasses.replace(
+            config, **{section_name: dataclasses.replace(section, **{field: value})})
+    validate(config)
+    return config
+
+
+def validate(config):
+    """Range checks that must fail before any work starts."""
+    m, d, t, e = config.model, config.data, config.train, config.eval
+    checks = [
+        (m.output_stride in (8, 16, 32, 64, 128, 256), "model.output_stride",
+         m.output_stride, "8, 16 or 32 (64-256 with extra_blocks)"),
+        (e.output_stride in (8, 16, 32, 64, 128, 256), "eval.output_stride", e.output_stride,
+         "8, 16 or 32"),
+        (0 <= m.extra_blocks <= 3, "model.extra_blocks", m.extra_blocks, "0..3"),
+        (min(d.crop_size) >= 1, "data.crop_size", d.crop_size, "positive sizes"),
+        (0 < d.min_scale <= d.max_scale, "data.min_scale/max_scale",
+         (d.min_scale, d.max_scale), "0 < min_scale <= max_scale"),
+        (t.steps >= 1, "train.steps", t.steps, ">= 1"),
+        (t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1"),
+        (t.base_lr > 0, "train.base_lr", t.base_lr, "> 0"),
+        (t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0"),
+        (0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)"),
+        (t.steps_per_loop >= 1, "train.steps_per_loop", t.steps_per_loop, ">= 1"),
+        (all(s > 0 for s in e.scales), "eval.scales", e.scales, "positive scales"),
+    ]
+    for ok, key, value, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key}={value}: expected {expected}")
+    return config
+
+
+def model_kwargs(model_config, num_classes, sync_bn=False):
+    """The one place a ModelConfig becomes `build_deeplabv3` arguments."""
+    m = model_config
+    return dict(
+        num_classes=num_classes, backbone=m.backbone, output_stride=m.output_stride,
+        multi_grid=m.multi_grid, aspp_rates=m.aspp_rates, extra_blocks=m.extra_blocks,
+        head=m.head, image_pooling=m.image_pooling, aspp_filters=m.aspp_filters,
+        dropout_rate=m.dropout_rate, bn_momentum=m.bn_momentum, layout=m.layout,
+        stem=m.stem, depths=m.depths, width_multiplier=m.width_multiplier, sync_bn=sync_bn)

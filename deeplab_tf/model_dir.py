@@ -1,0 +1,80 @@
+"""The model_dir contract shared by training, evaluation, inference and export.
+
+    model_dir/
+      config.json        the effective ExperimentConfig (configs.save_json)
+      dataset.json       the dataset metadata: class names, colours, ignore value
+      checkpoints/       tf.train.CheckpointManager: ckpt-N.index / .data-*, `checkpoint`
+
+A checkpoint holds `model` (and, from training, `optimizer`, `step` and the data position);
+readers restore only `model`, so any of them loads a training checkpoint.
+"""
+import os
+
+import tensorflow as tf
+
+from deeplab_tf import configs
+from deeplab_tf.data.metadata import DatasetMetadata
+
+CONFIG = "config.json"
+DATASET = "dataset.json"
+CHECKPOINTS = "checkpoints"
+
+
+def write_config(model_dir, config, metadata):
+    """Writes config.json and dataset.json atomically (temporary name, then rename)."""
+    os.makedirs(model_dir, exist_ok=True)
+    for name, text in [(CONFIG, None), (DATASET, metadata.to_json())]:
+        path = os.path.join(model_dir, name)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        if text is None:
+            configs.save_json(config, tmp)
+        else:
+            with open(tmp, "w") as f:
+                f.write(text)
+        os.replace(tmp, path)
+
+
+def read_config(model_dir):
+    """(ExperimentConfig, DatasetMetadata) of a model_dir, with clear errors."""
+    paths = [os.path.join(model_dir, n) for n in (CONFIG, DATASET)]
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: {model_dir} is not a deeplab_tf "
+                                    f"model_dir (written by deeplab-train)")
+    config = configs.load_json(paths[0])
+    with open(paths[1]) as f:
+        import json
+        metadata = DatasetMetadata.from_dict(json.load(f))
+    return config, metadata
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, CHECKPOINTS)
+
+
+def latest_checkpoint(model_dir):
+    return tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+
+
+def build_model(config, metadata, output_stride=None, sync_bn=False):
+    """The model of a config, with random weights (restore a checkpoint into it)."""
+    from deeplab_tf.modeling import build_deeplabv3
+    kwargs = configs.model_kwargs(config.model, metadata.num_classes, sync_bn=sync_bn)
+    if output_stride is not None:
+        kwargs["output_stride"] = output_stride
+    return build_deeplabv3(**kwargs)
+
+
+def load_model(model_dir, checkpoint=None, output_stride=None):
+    """(model, config, metadata) from a model_dir and a checkpoint (default: the latest).
+
+    `output_stride` rebuilds the trained weights at another output stride (Sec. 4.1:
+    train at 16, evaluate at 8).
+    """
+    config, metadata = read_config(model_dir)
+    path = checkpoint or latest_checkpoint(model_dir)
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(model_dir)}")
+    model = build_model(config, metadata, output_stride=output_stride)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    return model, config, metadata

@@ -14,7 +14,8 @@ single instance covers them. Masks come from pycocotools `annToMask` (polygons a
 Layout: instances JSON per split (default ROOT/annotations/instances_SPLIT.json); images in
 ROOT/SPLIT/, ROOT/, or (2014 names like COCO_val2014_*.jpg) ROOT/val2014/. Several JSONs
 joined by "+" make one split, e.g. the paper's trainval_minus_minival 2014 set:
-`--splits trainval_minus_minival --annotations instances_train2014.json+instances_valminusminival2014.json`.
+  --splits trainval_minus_minival
+  --annotations ANN/instances_train2014.json+ANN/instances_valminusminival2014.json
 """
 import re
 from pathlib import Path

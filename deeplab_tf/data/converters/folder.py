@@ -58,7 +58,8 @@ def read_classes(path, name):
 
 def colors_to_ids(rgb, colors, ignore_color, ignore_label, path=None):
     """Class ids of an RGB mask by exact colour; an unlisted colour is an error."""
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    rgb = rgb.astype(np.int64)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     values, inverse = np.unique(codes, return_inverse=True)
     lookup = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colors)}
     ignore_code = (ignore_color[0] << 16) | (ignore_color[1] << 8) | ignore_color[2]

@@ -68,27 +68,29 @@ def load_example(example_item, table=None):
                           mask)
 
 
-class _Split:
-    """A TFDS split streamed as (name, image, mask) items; `length` is -1 if TFDS can't tell."""
+def _examples(dataset, split, image_key, mask_key):
+    """Streams a TFDS split as (name, image, mask) items."""
+    import tensorflow_datasets as tfds
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+        if index == 0:
+            for key in (image_key, mask_key):
+                if key not in example:
+                    raise writer.DatasetError(f"no feature {key!r}; the features are "
+                                              f"{sorted(example)}", split, "bad_arguments")
+        yield (f"{split}_{index:06d}", example[image_key], example[mask_key])
 
-    def __init__(self, dataset, split, image_key, mask_key):
-        self.dataset, self.split = dataset, split
-        self.image_key, self.mask_key = image_key, mask_key
-        self.length = int(dataset.cardinality())
+
+class _Sized:
+    """An iterable with the length TFDS knows, so the writer can stream it into shards."""
+
+    def __init__(self, iterable, length):
+        self.iterable, self.length = iterable, length
+
+    def __iter__(self):
+        return iter(self.iterable)
 
     def __len__(self):
         return self.length
-
-    def __iter__(self):
-        import tensorflow_datasets as tfds
-        for index, example in enumerate(tfds.as_numpy(self.dataset)):
-            if index == 0:
-                for key in (self.image_key, self.mask_key):
-                    if key not in example:
-                        raise writer.DatasetError(f"no feature {key!r}; the features are "
-                                                  f"{sorted(example)}", self.split,
-                                                  "bad_arguments")
-            yield (f"{self.split}_{index:06d}", example[self.image_key], example[self.mask_key])
 
 
 def convert(tfds_name, output_dir, splits=None, image_key="image",
@@ -111,9 +113,9 @@ def convert(tfds_name, output_dir, splits=None, image_key="image",
     items = {}
     for split in splits:
         dataset = tfds.load(tfds_name, split=split, data_dir=data_dir, download=False)
-        items[split] = _Split(dataset, split, image_key, mask_key)
-        if items[split].length < 0:
-            items[split] = list(items[split])
+        examples = _examples(dataset, split, image_key, mask_key)
+        length = int(dataset.cardinality())  # unknown (< 0) e.g. under tfds mock_data
+        items[split] = _Sized(examples, length) if length >= 0 else list(examples)
     table = None
     if label_map is not None:
         table = np.full(256, -1, np.int16)

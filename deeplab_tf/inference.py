@@ -1,0 +1,322 @@
+"""The prediction protocol shared by evaluation, `Segmenter` and the exported SavedModel.
+
+One function, `predict_probabilities`, turns images into class probabilities; eval_lib,
+`Segmenter` and export_lib all call it, so they cannot disagree. For a batch of images of
+size H x W (raw RGB, 0-255) and each scale s of `Protocol.scales` (Sec. 4.1, Table 6):
+
+  1. resize the image to ((H-1)s+1) x ((W-1)s+1), bilinear with aligned corners (the
+     grid the model's own align-corners upsampling uses); s = 1 leaves it untouched;
+  2. if `flip`, add its left-right mirror image: the flip is applied at EVERY scale,
+     a single scale included (the original research/deeplab ignored it at one scale);
+  3. pad with the mean pixel (`model.mean_rgb`, which normalizes to zero) at the bottom and
+     right up to the next size of the form OS*k+1 (OS = output stride; at least `pad_to`,
+     e.g. 513x513 as the original, when given), so that feature pixel i sits exactly on
+     input pixel OS*i;
+  4. predict: softmax of the logits. Where a padded side exceeds `max_side` (Cityscapes
+     1024x2048 at large scales), overlapping windows of at most `max_side` pixels, at
+     offsets that are multiples of OS, are predicted one by one and their probabilities
+     averaged where they overlap; below `max_side` this is one window, the whole image;
+  5. cut the padding off, un-mirror the flipped copy, resize the probabilities back to the
+     ORIGINAL H x W (bilinear, aligned corners);
+  6. average the probabilities over all scales and flips at the original resolution;
+     the labels are their argmax.
+
+Shapes are dynamic throughout: one `tf.function` with input signature [None, None, None, 3]
+serves every image size without retracing.
+
+Image files read here (`read_image`, `Segmenter.segment_file`) are turned upright by their
+EXIF orientation, as a photo viewer shows them; the SavedModel's `serving_default` decodes
+bytes with `tf.io`, which ignores EXIF: send upright pixels, or use `predict_images`.
+Non-RGB images become RGB 8-bit the way `tf.io.decode_png(channels=3)` does it, so both
+paths see the same pixels: grayscale replicated, alpha dropped, palette looked up,
+16-bit reduced to its high byte.
+"""
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from deeplab_tf.data.metadata import DatasetMetadata
+
+IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How images become probabilities (module docstring). Paper's best: output_stride 8,
+    scales (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip (Table 6)."""
+    output_stride: int = 8
+    scales: Tuple[float, ...] = (1.0,)
+    flip: bool = False
+    pad_to: Optional[Tuple[int, int]] = None   # minimum padded size, e.g. (513, 513)
+    max_side: Optional[int] = None             # sliding windows above; None: never
+    window_overlap: float = 1.0 / 3            # fraction of a window shared with the next
+
+    def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if self.pad_to is not None:
+            object.__setattr__(self, "pad_to", tuple(int(p) for p in self.pad_to))
+        os_ = self.output_stride
+        checks = [
+            (os_ in (4, 8, 16, 32, 64, 128, 256), "output_stride", os_, "8, 16 or 32"),
+            (len(self.scales) > 0 and min(self.scales) > 0, "scales", self.scales,
+             "one or more positive scales"),
+            (self.pad_to is None or (len(self.pad_to) == 2 and min(self.pad_to) >= 1),
+             "pad_to", self.pad_to, "(height, width)"),
+            (self.max_side is None or self.max_side > os_, "max_side", self.max_side,
+             f"> output_stride ({os_})"),
+            (0 <= self.window_overlap < 1, "window_overlap", self.window_overlap, "in [0, 1)"),
+        ]
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise ValueError(f"Protocol {name}={value!r}: expected {expected}")
+
+    @classmethod
+    def from_config(cls, section, **overrides):
+        """From a config's `eval` or `export` section; None overrides are ignored."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: getattr(section, k) for k in fields if hasattr(section, k)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def _resize(x, size):
+    return tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True,
+                                     half_pixel_centers=False)
+
+
+def scaled_size(size, scale):
+    """(n - 1) * s + 1 per side, floored: the align-corners grid of the original."""
+    scaled = tf.cast(tf.cast(size - 1, tf.float32) * scale, tf.int32) + 1
+    return tf.maximum(scaled, 1)
+
+
+def padded_size(size, output_stride, minimum=None):
+    """The smallest OS*k+1 >= max(size, minimum)."""
+    if minimum is not None:
+        size = tf.maximum(size, minimum)
+    return (size - 1 + output_stride - 1) // output_stride * output_stride + 1
+
+
+def _window_plan(side, output_stride, max_side, overlap):
+    """(window side, stride, count) along one padded side (OS*k+1) of the image."""
+    window = output_stride * ((max_side - 1) // output_stride) + 1
+    stride = output_stride * max(1, int(round((window - 1) * (1 - overlap) / output_stride)))
+    count = tf.where(side <= window, 1, (side - window + stride - 1) // stride + 1)
+    return tf.minimum(side, window), stride, count
+
+
+def _windowed_probabilities(model, x, protocol, num_classes):
+    """Softmax of the model on padded images x, by overlapping windows above max_side."""
+    def window_probs(crop):
+        return tf.nn.softmax(tf.cast(model(crop, training=False), tf.float32))
+
+    if protocol.max_side is None:
+        return window_probs(x)
+    shape = tf.shape(x)
+    os_, side, overlap = protocol.output_stride, protocol.max_side, protocol.window_overlap
+    win_h, stride_h, n_h = _window_plan(shape[1], os_, side, overlap)
+    win_w, stride_w, n_w = _window_plan(shape[2], os_, side, overlap)
+
+    def body(i, total, count):
+        # Offsets are multiples of OS (the last one too: both sides are OS*k+1), so every
+        # window's feature grid coincides with the whole image's.
+        y0 = tf.minimum((i // n_w) * stride_h, shape[1] - win_h)
+        x0 = tf.minimum((i % n_w) * stride_w, shape[2] - win_w)
+        probs = window_probs(x[:, y0:y0 + win_h, x0:x0 + win_w])
+        pads = [[0, 0], [y0, shape[1] - y0 - win_h], [x0, shape[2] - x0 - win_w], [0, 0]]
+        return (i + 1, total + tf.pad(probs, pads),
+                count + tf.pad(tf.ones([1, win_h, win_w, 1]), pads))
+
+    total = tf.zeros(tf.concat([shape[:3], [num_classes]], 0))
+    count = tf.zeros(tf.concat([[1], shape[1:3], [1]], 0))
+    _, total, count = tf.while_loop(lambda i, *_: i < n_h * n_w, body,
+                                    (tf.constant(0), total, count))
+    return total / count
+
+
+def _padded_probabilities(model, x, protocol, num_classes, mean_rgb):
+    """Pads x with the mean pixel to OS*k+1, predicts, cuts back to x's size."""
+    shape = tf.shape(x)
+    pad_h, pad_w = (None, None) if protocol.pad_to is None else protocol.pad_to
+    ph = padded_size(shape[1], protocol.output_stride, pad_h)
+    pw = padded_size(shape[2], protocol.output_stride, pad_w)
+    mean = tf.constant(mean_rgb, tf.float32)
+    x = tf.pad(x - mean, [[0, 0], [0, ph - shape[1]], [0, pw - shape[2]], [0, 0]]) + mean
+    probs = _windowed_probabilities(model, x, protocol, num_classes)
+    return probs[:, :shape[1], :shape[2]]
+
+
+def predict_probabilities(model, images, protocol, num_classes, mean_rgb):
+    """The protocol (module docstring): class probabilities at the images' own size.
+
+    Args:
+      model: called as `model(x, training=False)` on raw RGB float32 [n, h, w, 3] (h, w
+        of the form OS*k+1, or windows of it); returns logits [n, h, w, num_classes].
+      images: [N, H, W, 3] raw RGB 0-255, any real dtype.
+      protocol: a `Protocol`.
+      num_classes: the logits' channels.
+      mean_rgb: the padding pixel (`model.mean_rgb`).
+    Returns:
+      float32 [N, H, W, num_classes], averaged over scales and flips.
+    """
+    images = tf.cast(images, tf.float32)
+    n, size = tf.shape(images)[0], tf.shape(images)[1:3]
+    total = 0.0
+    for scale in protocol.scales:
+        x = images if scale == 1.0 else _resize(images, scaled_size(size, scale))
+        if protocol.flip:
+            x = tf.concat([x, tf.reverse(x, [2])], axis=0)
+        probs = _padded_probabilities(model, x, protocol, num_classes, mean_rgb)
+        if protocol.flip:
+            probs = probs[:n] + tf.reverse(probs[n:], [2])
+        if scale != 1.0:
+            probs = _resize(probs, size)
+        total += probs
+    return total / (len(protocol.scales) * (2 if protocol.flip else 1))
+
+
+def make_predictor(model, protocol):
+    """A tf.function images -> probabilities for a DeepLabV3, traced once for all sizes."""
+    num_classes = model.builder_args["num_classes"]
+    return tf.function(
+        lambda images: predict_probabilities(model, images, protocol, num_classes,
+                                             model.mean_rgb),
+        input_signature=[IMAGES_SPEC])
+
+
+# ----------------------------------------------------------------------------- images
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the file."""
+
+
+def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """A decoded, EXIF-upright PIL image; the size limit is checked on the header first."""
+    path = os.fspath(path)
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None   # our limit, checked below, replaces Pillow's
+    try:
+        with Image.open(path) as image:   # reads the header only
+            width, height = image.size
+            if max_pixels and width * height > max_pixels:
+                raise ImageError(f"{path}: {width}x{height} = {width * height} pixels, above "
+                                 f"the limit of {max_pixels} (max_pixels)")
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
+        raise ImageError(f"{path}: not a readable image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+def to_rgb_uint8(image):
+    """RGB uint8 [H, W, 3] from a PIL image or an array ([H, W], [H, W, 1|3|4]; uint8,
+    uint16, or float taken as 0-255 values), as tf.io.decode_png(channels=3) would."""
+    if isinstance(image, Image.Image):
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            image = np.asarray(image)   # the array branch reduces 16 bits / clips floats
+        else:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., :3] if array.shape[-1] != 1 else array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3:
+        raise ImageError(f"image of shape {array.shape}: expected [H, W] or [H, W, 1|3|4]")
+    if array.dtype.kind in "ui" and array.dtype.itemsize > 1:
+        array = np.clip(array, 0, 65535).astype(np.uint16) >> 8
+    elif array.dtype.kind == "f":
+        array = np.round(np.clip(array, 0, 255))
+    elif array.dtype.kind == "b":
+        array = array * 255
+    return array.astype(np.uint8)
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """RGB uint8 [H, W, 3] of an image file, EXIF-upright (module docstring)."""
+    return to_rgb_uint8(open_image(path, max_pixels))
+
+
+# ----------------------------------------------------------------------------- Segmenter
+
+def is_saved_model(path):
+    return tf.saved_model.contains_saved_model(os.fspath(path))
+
+
+class Segmenter:
+    """Segments single images of any size with a trained model (the protocol above).
+
+    Args:
+      path: a model_dir (config.json, dataset.json, checkpoints/) or a SavedModel written
+        by `export_lib.export` (detected).
+      checkpoint: a checkpoint path of the model_dir (default: the latest).
+      output_stride, scales, flip, pad_to, max_side: override the model_dir's `eval`
+        config section (Sec. 4.1: evaluate at output stride 8). A SavedModel has them
+        baked in at export: passing one is an error.
+    Attributes:
+      metadata: the DatasetMetadata (class names, colour map).
+      protocol: the Protocol in use.
+    """
+
+    def __init__(self, path, checkpoint=None, output_stride=None, scales=None, flip=None,
+                 pad_to=None, max_side=None):
+        path = os.fspath(path)
+        overrides = dict(output_stride=output_stride, scales=scales, flip=flip,
+                         pad_to=pad_to, max_side=max_side)
+        if is_saved_model(path):
+            given = sorted(k for k, v in overrides.items() if v is not None)
+            if given or checkpoint:
+                raise ValueError(f"{path} is a SavedModel: {given or ['checkpoint']} were "
+                                 f"fixed at export (deeplab-export)")
+            loaded = tf.saved_model.load(path)
+            self._loaded = loaded   # keeps the signature's variables alive
+            self._signature = loaded.signatures["predict_images"]
+            self.metadata = DatasetMetadata.from_dict(
+                json.loads(loaded.dataset_json.numpy().decode("utf-8")))
+            self.protocol = Protocol(**json.loads(loaded.protocol_json.numpy().decode("utf-8")))
+            self._predict = None
+        elif os.path.exists(os.path.join(path, "config.json")):
+            from deeplab_tf import model_dir
+            config, _ = model_dir.read_config(path)
+            self.protocol = Protocol.from_config(config.eval, **overrides)
+            model, _, self.metadata = model_dir.load_model(
+                path, checkpoint, output_stride=self.protocol.output_stride)
+            self._predict = make_predictor(model, self.protocol)
+        else:
+            raise FileNotFoundError(f"{path}: neither a SavedModel (saved_model.pb) nor a "
+                                    f"deeplab_tf model_dir (config.json)")
+
+    def segment(self, image):
+        """(labels int32 [H, W], probabilities float32 [H, W, C]) at the image's own size.
+
+        `image`: a PIL image or an array (see `to_rgb_uint8`). Probabilities are None for a
+        SavedModel exported without them.
+        """
+        rgb = to_rgb_uint8(image)
+        if self._predict is None:
+            out = self._signature(images=tf.constant(rgb[None]))
+            probs = out.get("probabilities")
+            return out["labels"][0].numpy(), None if probs is None else probs[0].numpy()
+        probs = self._predict(tf.constant(rgb[None], tf.float32))[0]
+        return tf.argmax(probs, -1, output_type=tf.int32).numpy(), probs.numpy()
+
+    def segment_file(self, path, max_pixels=DEFAULT_MAX_PIXELS):
+        """(rgb uint8, labels, probabilities) of an image file, EXIF-upright."""
+        rgb = read_image(path, max_pixels)
+        return (rgb, *self.segment(rgb))

@@ -17,6 +17,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -158,8 +159,17 @@ class _Progress:
 
 # ----------------------------------------------------------------------------- writing
 
+_SHARD = re.compile(r"(.+)-\d{5}-of-\d{5}\.tfrecord")
+
+
 def shard_name(split, index, num_shards):
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _shard_split(name):
+    """The split of a shard file name, or None (a glob would confuse "val" and "val-hard")."""
+    match = _SHARD.fullmatch(name)
+    return match and match[1]
 
 
 def _tmp_path(path):
@@ -325,22 +335,23 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
                 fault_hook("commit", str(final), i)
             os.replace(tmp, final)
         for split, entry in entries.items():  # shards of an earlier run with another count
-            for path in output_dir.glob(f"{split}-*-of-*.tfrecord"):
-                if path.name not in entry["shards"]:
+            for path in output_dir.glob("*.tfrecord"):
+                if _shard_split(path.name) == split and path.name not in entry["shards"]:
                     path.unlink()
         kept = {}
         if previous and previous.get("metadata") == metadata.to_dict():
             kept = {s: e for s, e in previous.get("splits", {}).items() if s not in entries}
-        manifest = {
-            "format_version": MANIFEST_VERSION,
+        run = {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "metadata": metadata.to_dict(),
             "converter": None if converter is None else {**converter, "args": {
                 **converter.get("args", {}), "num_shards": num_shards,
                 "skip_invalid": skip_invalid}},
             "command": list(command) if command is not None else None,
-            "splits": {**kept, **entries},
         }
+        for entry in entries.values():  # splits kept from earlier runs keep their own
+            entry["run"] = run
+        manifest = {"format_version": MANIFEST_VERSION, **run, "metadata": metadata.to_dict(),
+                    "splits": {**kept, **entries}}
         _write_json_atomic(output_dir / MANIFEST, manifest, fault_hook)
         return manifest
     finally:

@@ -135,7 +135,8 @@ def main(argv):
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for split, entry in manifest["splits"].items():
+    for split in kwargs.get("splits") or module.DEFAULT_SPLITS or manifest["splits"]:
+        entry = manifest["splits"][split]
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
               f"{skipped}")

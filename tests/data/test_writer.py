@@ -143,15 +143,22 @@ def test_worker_errors_reach_the_parent_with_their_file(tmp_path):
 
 
 def test_reruns_replace_stale_shards_and_merge_splits(tmp_path):
-    convert_synthetic(tmp_path, splits=["train"], num_shards=4)
+    convert_synthetic(tmp_path, splits=["train", "train-hard"], num_shards=4)
     convert_synthetic(tmp_path, splits=["train"], num_shards=2)
-    assert sorted(p.name for p in tmp_path.glob("*.tfrecord")) == [
+    assert sorted(p.name for p in tmp_path.glob("train-0*.tfrecord")) == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
-    convert_synthetic(tmp_path, splits=["val"])
+    assert len(list(tmp_path.glob("train-hard-*.tfrecord"))) == 4  # another split: kept
+    convert_synthetic(tmp_path, splits=["val"], command=["deeplab-build-data", "synthetic"])
     manifest = writer.load_manifest(tmp_path)
-    assert sorted(manifest.splits) == ["train", "val"]
+    assert sorted(manifest.splits) == ["train", "train-hard", "val"]
     assert sum(records_in(p) for p in manifest.shard_paths("train")) == 8
     assert sum(records_in(p) for p in manifest.shard_paths("val")) == 3
+    assert sum(records_in(p) for p in manifest.shard_paths("train-hard")) == 100
+    # Each split records the run that wrote it; the top level, the latest run.
+    assert manifest.splits["train"]["run"]["converter"]["args"]["num_shards"] == 2
+    assert manifest.splits["train-hard"]["run"]["converter"]["args"]["num_shards"] == 4
+    assert manifest.splits["val"]["run"]["command"] == manifest.data["command"] == [
+        "deeplab-build-data", "synthetic"]
 
 
 def test_temporaries_of_killed_runs_are_removed(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 from deeplab_tf.data import writer
 from deeplab_tf.data.metadata import IGNORE_LABEL, DatasetMetadata
 
+DEFAULT_SPLITS = None  # all the builder lists
 DEFAULT_NUM_SHARDS = 4
 
 
@@ -93,7 +94,7 @@ class _Sized:
         return self.length
 
 
-def convert(tfds_name, output_dir, splits=None, image_key="image",
+def convert(tfds_name, output_dir, splits=DEFAULT_SPLITS, image_key="image",
             mask_key="segmentation_mask", label_map=None, class_names=None, data_dir=None,
             num_shards=DEFAULT_NUM_SHARDS, **write_options):
     """Converts TFDS `tfds_name` (already prepared in `data_dir`).

@@ -1,0 +1,189 @@
+"""Evaluation: mIoU of a model on whole images, as the paper reports it (Sec. 4, Table 6).
+
+Each image is predicted whole, with the protocol of `deeplab_tf.inference` (padding with
+the mean pixel to OS*k+1, scales and flips averaged as probabilities at the original size,
+sliding windows above `max_side`), and compared with its full-resolution ground truth:
+the predictions are cut back to the original size, never the labels resized. Pixels
+labelled 255 are ignored. Metrics come from one confusion matrix (deeplab_tf.metrics),
+accumulated per replica and summed once at the end.
+
+Results of a run go to `output_dir` (default model_dir/eval): `results-<step>.json` and
+`results.json` (the latest), TensorBoard scalars (`eval/miou`, `eval/pixel_accuracy`,
+`eval_iou/<class>`), `class_iou.png` and `confusion_matrix.png`.
+"""
+import json
+import os
+import re
+
+import keras
+import tensorflow as tf
+
+from deeplab_tf import metrics, model_dir as model_dir_lib, visualize
+from deeplab_tf.inference import Protocol, predict_probabilities
+
+
+def _whole_image(features):
+    """(images float32 [1, h, w, 3], labels [1, h, w]) cut to the stored height/width, so a
+    pipeline that pads for batching still yields exactly the original pixels."""
+    images = tf.cast(features["image"], tf.float32)
+    labels = features["label"]
+    if labels.shape.rank == 4:
+        labels = labels[..., 0]
+    if "height" in features and "width" in features:
+        h = tf.cast(tf.reshape(features["height"], [-1])[0], tf.int32)
+        w = tf.cast(tf.reshape(features["width"], [-1])[0], tf.int32)
+        images, labels = images[:, :h, :w], labels[:, :h, :w]
+    return images, labels
+
+
+def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
+    """Confusion matrix and metrics of `model` on `dataset` under `protocol`.
+
+    Args:
+      model: a DeepLabV3 (built inside `strategy.scope()` when a strategy is given).
+      dataset: a tf.data.Dataset of dicts with "image" (RGB 0-255, [H, W, 3]) and "label"
+        ([H, W] or [H, W, 1], 255 ignored), optionally "height"/"width" (the true size of
+        a padded element); elements may also come batched, then they are unbatched.
+        Every image is evaluated whole, one per replica per step.
+      metadata: the DatasetMetadata (class names, ignore value).
+      protocol: an inference.Protocol.
+      strategy: a tf.distribute strategy; None for the default one.
+      verbose: 1 shows a progress bar.
+    Returns:
+      `metrics.summarize(...)` plus "images": the number of images evaluated.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    num_classes = metadata.num_classes
+    if model.builder_args["num_classes"] != num_classes:
+        raise ValueError(f"model has {model.builder_args['num_classes']} classes, dataset "
+                         f"{metadata.name!r} {num_classes}")
+    if dataset.element_spec["image"].shape.rank == 4:
+        dataset = dataset.unbatch()
+    size = int(dataset.cardinality())
+    dataset = dataset.batch(1).prefetch(tf.data.AUTOTUNE)
+
+    def dataset_fn(context):
+        if context.num_input_pipelines > 1:
+            return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+        return dataset
+
+    dist_dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    with strategy.scope():
+        matrix = metrics.ConfusionMatrixAccumulator(num_classes, metadata.ignore_label)
+
+    def replica_step(features):
+        images, labels = _whole_image(features)
+
+        def predict():
+            probs = predict_probabilities(model, images, protocol, num_classes, model.mean_rgb)
+            matrix.update(labels, tf.argmax(probs, -1))
+            return tf.shape(images)[0]
+
+        # The last step of an odd number of images leaves some replicas an empty batch.
+        return tf.cond(tf.shape(images)[0] > 0, predict, lambda: tf.constant(0))
+
+    # The element spec has None for height and width: one trace serves every image size.
+    @tf.function(input_signature=[dist_dataset.element_spec])
+    def step(features):
+        counts = strategy.run(replica_step, args=(features,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
+
+    progress = keras.utils.Progbar(size if size > 0 else None, verbose=verbose,
+                                   unit_name="image")
+    done = 0
+    for features in dist_dataset:
+        n = int(step(features))
+        done += n
+        progress.add(n)
+    if done == 0:
+        raise ValueError("the evaluation dataset is empty")
+    result = metrics.summarize(matrix.result(), metadata.class_names)
+    result["images"] = done
+    return result
+
+
+def checkpoint_step(path):
+    """The training step of a checkpoint: its `step` variable if saved, else the N of
+    ckpt-N (the CheckpointManager's number)."""
+    reader = tf.train.load_checkpoint(path)
+    for key in ("step/.ATTRIBUTES/VARIABLE_VALUE",
+                "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"):
+        if reader.has_tensor(key):
+            return int(reader.get_tensor(key))
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else 0
+
+
+def restore(model, path):
+    """Restores a (training) checkpoint's model weights; fails if any is missing."""
+    tf.train.Checkpoint(model=model).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+
+
+def write_results(result, output_dir, metadata, step, extra=None):
+    """JSON (atomically), TensorBoard scalars and the two plots of one evaluation."""
+    os.makedirs(output_dir, exist_ok=True)
+    record = dict(result, step=int(step), **(extra or {}))
+    for name in (f"results-{step}.json", "results.json"):
+        path = os.path.join(output_dir, name)
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(record, f, indent=2)
+        os.replace(f"{path}.tmp", path)
+    writer = tf.summary.create_file_writer(output_dir)
+    with writer.as_default(step=int(step)):
+        for key in ("miou", "pixel_accuracy"):
+            if result[key] is not None:
+                tf.summary.scalar(f"eval/{key}", result[key])
+        for name, value in result["per_class_iou"].items():
+            if value is not None:
+                tf.summary.scalar(f"eval_iou/{name}", value)
+    writer.flush()
+    iou = [float("nan") if v is None else v for v in result["per_class_iou"].values()]
+    visualize.plot_class_iou(iou, metadata.class_names, os.path.join(output_dir, "class_iou.png"),
+                             title=f"{metadata.name}, step {step}: per-class IoU")
+    visualize.plot_confusion_matrix(result["confusion_matrix"], metadata.class_names,
+                                    os.path.join(output_dir, "confusion_matrix.png"),
+                                    title=f"{metadata.name}, step {step}")
+    return record
+
+
+def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protocol=None,
+                   strategy=None, watch=False, watch_timeout=None, verbose=1):
+    """Evaluates a model_dir's checkpoint (default the latest), or with `watch` each new
+    checkpoint of a running training job until none comes for `watch_timeout` seconds or
+    the last training step is reached.
+
+    The model is rebuilt from the model_dir's config at `protocol.output_stride` with the
+    trained weights (Sec. 4.1: train at 16, evaluate at 8). `protocol` defaults to the
+    config's `eval` section. Returns the list of result records written.
+    """
+    config, metadata = model_dir_lib.read_config(model_dir)
+    protocol = protocol or Protocol.from_config(config.eval)
+    output_dir = output_dir or os.path.join(model_dir, "eval")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = model_dir_lib.build_model(config, metadata,
+                                          output_stride=protocol.output_stride)
+    if watch:
+        paths = tf.train.checkpoints_iterator(model_dir_lib.checkpoint_dir(model_dir),
+                                              timeout=watch_timeout)
+    else:
+        path = checkpoint or model_dir_lib.latest_checkpoint(model_dir)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint in {model_dir_lib.checkpoint_dir(model_dir)}")
+        paths = [path]
+    records = []
+    for path in paths:
+        restore(model, path)
+        step = checkpoint_step(path)
+        if verbose:
+            print(f"evaluating {path} (step {step}), {protocol}")
+        result = evaluate(model, dataset, metadata, protocol, strategy, verbose)
+        records.append(write_results(result, output_dir, metadata, step,
+                                     dict(checkpoint=path, protocol=protocol.to_dict())))
+        if verbose:
+            print(f"step {step}: mIoU {result['miou']}, pixel accuracy "
+                  f"{result['pixel_accuracy']} on {result['images']} images")
+        if watch and step >= config.train.steps:
+            break
+    return records

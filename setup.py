@@ -16,6 +16,7 @@ setup(
         "absl-py",
         "pillow",
         "tensorflow-datasets",
+        "tensorboard",
         "matplotlib",
     ],
     extras_require={

@@ -9,6 +9,56 @@ from keras import ops
 
 PADDINGS = ("same", "valid", "explicit")
 
+_NATIVE_DILATED_GRADIENT = None
+
+
+def native_dilated_gradient():
+    """Whether this TensorFlow can differentiate `Conv2D(dilations>1)` natively.
+
+    oneDNN and cuDNN can; TensorFlow's default CPU kernels cannot ("Current CPU
+    implementations do not yet support dilation rates larger than 1"), e.g. on AMD CPUs,
+    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1 (deeplab_tf sets it by
+    default). Probed once, eagerly.
+    """
+    global _NATIVE_DILATED_GRADIENT
+    if _NATIVE_DILATED_GRADIENT is None:
+        with tf.init_scope():
+            x = tf.zeros((1, 5, 5, 1))
+            w = tf.zeros((3, 3, 1, 1))
+            try:
+                tf.raw_ops.Conv2DBackpropFilter(
+                    input=x, filter_sizes=[3, 3, 1, 1], out_backprop=x, strides=[1, 1, 1, 1],
+                    padding="SAME", dilations=[1, 2, 2, 1])
+                tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=[1, 5, 5, 1], filter=w, out_backprop=x, strides=[1, 1, 1, 1],
+                    padding="SAME", dilations=[1, 2, 2, 1])
+                _NATIVE_DILATED_GRADIENT = True
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                _NATIVE_DILATED_GRADIENT = False
+    return _NATIVE_DILATED_GRADIENT
+
+
+def atrous_conv2d(x, w, rate, padding="SAME"):
+    """Stride-1 atrous convolution, forward always through the native dilated Conv2D.
+
+    Where the native gradient is missing, the backward pass is that of the SpaceToBatch
+    formulation (`tf.nn.convolution`), which is mathematically the same convolution; its
+    forward ops are dead code in the graph and pruned.
+    """
+    if rate == 1 or native_dilated_gradient():
+        return tf.nn.conv2d(x, w, strides=1, padding=padding, dilations=rate)
+
+    @tf.custom_gradient
+    def conv(x, w):
+        def grad(dy):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = tf.nn.convolution(x, w, padding=padding, dilations=rate)
+            return tape.gradient(y, [x, w], output_gradients=dy)
+        return tf.nn.conv2d(x, w, strides=1, padding=padding, dilations=rate), grad
+
+    return conv(x, w)
+
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
 class Conv(keras.layers.Layer):
@@ -68,8 +118,14 @@ class Conv(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = ops.cast(self.kernel, self.compute_dtype)
-        y = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self._tf_padding(),
-                         dilations=self.dilation_rate)
+        if self.dilation_rate > 1 and self.padding != "valid" and self.kernel_size % 2:
+            padding = self._tf_padding()
+            if self.padding == "explicit":  # stride 1: explicit and SAME pad alike
+                padding = "SAME"
+            y = atrous_conv2d(inputs, kernel, self.dilation_rate, padding)
+        else:
+            y = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self._tf_padding(),
+                             dilations=self.dilation_rate)
         if self.use_bias:
             y = tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
         return y

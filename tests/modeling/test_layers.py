@@ -150,3 +150,35 @@ def test_mixed_bfloat16_policy():
     y16, y32 = bf16.predict(x, verbose=0), fp32.predict(x, verbose=0)
     assert y16.dtype == np.float32  # logits leave the model in float32 for the loss
     assert np.max(np.abs(y16 - y32)) < 0.05 * np.max(np.abs(y32)) + 1e-3
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_atrous_gradient_matches_numpy(native, monkeypatch):
+    """Both gradient paths of the atrous conv (native, and the SpaceToBatch fallback for
+    CPUs without oneDNN) against a NumPy gradient of L = sum(y * g)."""
+    import tensorflow as tf
+    from deeplab_tf.modeling import layers as layers_lib
+    if native and not layers_lib.native_dilated_gradient():
+        pytest.fail("this TensorFlow lacks the native dilated gradient although deeplab_tf "
+                    "enables oneDNN: TF_ENABLE_ONEDNN_OPTS must be set before TF is imported")
+    monkeypatch.setattr(layers_lib, "_NATIVE_DILATED_GRADIENT", native)
+    rng = np.random.default_rng(0)
+    r, k = 3, 3
+    x = tf.constant(rng.normal(size=(2, 9, 8, 3)).astype("float32"))
+    w = tf.constant(rng.normal(size=(k, k, 3, 4)).astype("float32"))
+    g = rng.normal(size=(2, 9, 8, 4)).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        y = tf.function(layers_lib.atrous_conv2d)(x, w, r)
+        loss = tf.reduce_sum(y * g)
+    dx, dw = tape.gradient(loss, [x, w])
+    xp = np.pad(x.numpy(), [(0, 0), (r, r), (r, r), (0, 0)])
+    want_dw = np.zeros(w.shape)
+    want_dxp = np.zeros(xp.shape)
+    for a in range(k):
+        for b in range(k):
+            patch = xp[:, a * r: a * r + 9, b * r: b * r + 8]
+            want_dw[a, b] = np.einsum("nhwc,nhwo->co", patch, g)
+            want_dxp[:, a * r: a * r + 9, b * r: b * r + 8] += g @ w.numpy()[a, b].T
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dx, want_dxp[:, r:-r, r:-r], rtol=1e-4, atol=1e-3)

@@ -1,0 +1,252 @@
+"""The training loop (Sec. 4.1): one custom loop on tf.distribute, read top to bottom.
+
+    strategy -> model + SGD(poly lr) in strategy.scope() -> restore or initialize
+    -> distributed dataset positioned at the restored step -> loop of `steps_per_loop` steps
+       inside one tf.function -> progress, TensorBoard, checkpoints, preemption, NaN guard
+
+Exit status: a run stopped by SIGTERM or SIGINT saves a checkpoint and raises `Preempted`;
+`deeplab-train` turns it into exit status 75 (EX_TEMPFAIL), so a job scheduler restarts the
+job instead of taking it for done; the restarted job resumes from that checkpoint.
+"""
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf import model_dir as model_dir_lib
+from deeplab_tf.losses import replica_loss
+from deeplab_tf.schedules import PolyWithWarmup
+
+PREEMPTED_EXIT_CODE = 75
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+class Preempted(Exception):
+    """Training stopped by a signal after saving a checkpoint (exit status 75)."""
+
+    def __init__(self, step, checkpoint):
+        super().__init__(f"stopped at step {step} by a signal; checkpoint saved: {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; no checkpoint was written after the last good one."""
+
+
+# ---------------------------------------------------------------------------- strategy
+
+def make_strategy(name="default", tpu=None):
+    """default: one CPU or GPU; mirrored: all local GPUs; multi_worker: TF_CONFIG; tpu."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"--strategy={name!r}, expected one of {STRATEGIES}")
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# ---------------------------------------------------------------------------- model
+
+def build_for_training(config, metadata, strategy):
+    """Model and optimizer, created in the strategy's scope (the optimizer is built before
+    the first step, or `apply_gradients` fails under tf.distribute)."""
+    with strategy.scope():
+        model = model_dir_lib.build_model(config, metadata,
+                                          sync_bn=strategy.num_replicas_in_sync > 1)
+        if config.model.freeze_bn:  # stage 2 (Sec. 4.1): BN runs on its moving statistics
+            for layer in model._flatten_layers():
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+        t = config.train
+        schedule = PolyWithWarmup(t.base_lr, t.steps, t.lr_power, t.warmup_steps)
+        optimizer = keras.optimizers.SGD(schedule, momentum=t.momentum)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+    return model, optimizer, schedule
+
+
+def partial_restore(model, init_checkpoint):
+    """Copies weights from another run (its model_dir or one of its checkpoints), variable
+    by variable path; a variable whose shape differs (logits of another num_classes) or that
+    is missing is skipped. Returns (restored paths, skipped paths with reasons)."""
+    path = init_checkpoint
+    if os.path.isdir(path):
+        source_dir, path = path, model_dir_lib.latest_checkpoint(path)
+        if path is None:
+            raise FileNotFoundError(f"init_checkpoint {init_checkpoint}: no checkpoint there")
+    else:
+        source_dir = os.path.dirname(os.path.dirname(path))
+    source, _, _ = model_dir_lib.load_model(source_dir, checkpoint=path)
+    by_path = {v.path: v for v in source.weights}
+    restored, skipped = [], []
+    for v in model.weights:
+        src = by_path.get(v.path)
+        if src is None:
+            skipped.append(f"{v.path} (not in {path})")
+        elif tuple(src.shape) != tuple(v.shape):
+            skipped.append(f"{v.path} (shape {tuple(src.shape)} there, {tuple(v.shape)} here)")
+        else:
+            v.assign(src)
+            restored.append(v.path)
+    return restored, skipped
+
+
+# ---------------------------------------------------------------------------- loop
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    loss: float
+    checkpoint: str
+    images_per_second: float
+
+
+def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
+    """Trains `config` into `model_dir`; resumes from its latest checkpoint if any.
+
+    Args:
+      config: an `ExperimentConfig`.
+      model_dir: where config.json, dataset.json, checkpoints/ and TensorBoard logs go.
+      metadata: the dataset's `DatasetMetadata` (num_classes, ignore value).
+      dataset_fn: `(input_context, start_step) -> tf.data.Dataset` of per-replica batches
+        {"image": float [b, h, w, 3] raw 0-255, "label": int [b, h, w, 1]}, positioned so
+        that its first batch is the batch of global step `start_step`.
+      strategy: a tf.distribute strategy (default: the default strategy).
+      hooks: optional fault-injection callables, {"after_loop": fn(step)}: a hook may raise
+        to simulate a crash at a chosen step (the reliability suite uses it).
+    Raises:
+      Preempted: after SIGTERM/SIGINT, once a checkpoint is saved.
+      NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    hooks = hooks or {}
+    t = config.train
+    chief = is_chief(strategy)
+    log = logging.getLogger("deeplab_tf.train")
+    if chief:
+        model_dir_lib.write_config(model_dir, config, metadata)
+    model, optimizer, schedule = build_for_training(config, metadata, strategy)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    ckpt_dir = model_dir_lib.checkpoint_dir(model_dir)
+    if not chief:  # other workers write their (identical) copy aside, as TF requires
+        ckpt_dir = os.path.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints,
+                                         step_counter=optimizer.iterations)
+
+    # ------------------------------------------------ restore, or initialize
+    latest = manager.latest_checkpoint
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        log.warning("resumed from %s at step %d", latest, int(optimizer.iterations))
+    elif t.init_checkpoint:
+        restored, skipped = partial_restore(model, t.init_checkpoint)
+        log.warning("initialized %d variables from %s; skipped %d: %s", len(restored),
+                    t.init_checkpoint, len(skipped), "; ".join(skipped) or "none")
+    elif config.model.backbone_weights:
+        from deeplab_tf.modeling import load_backbone_weights
+        names = load_backbone_weights(model, config.model.backbone, config.model.backbone_weights)
+        log.warning("backbone initialized from %s (%d layers)", config.model.backbone_weights,
+                    len(names))
+    start = int(optimizer.iterations)
+
+    # ------------------------------------------------ data, positioned at the restored step
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: dataset_fn(ctx, start))
+    iterator = iter(dataset)
+
+    # ------------------------------------------------ the step
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch["image"], training=True)
+            loss, ce = replica_loss(batch["label"], logits, model, t.weight_decay,
+                                    metadata.ignore_label)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return ce
+
+    @tf.function
+    def train_steps(iterator, n):
+        losses = tf.TensorArray(tf.float32, size=n)
+        for i in tf.range(n):
+            ce = strategy.run(step_fn, args=(next(iterator),))
+            losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, ce, axis=None))
+        return losses.stack()
+
+    # ------------------------------------------------ the loop
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signum
+
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief \
+        else tf.summary.create_noop_writer()
+    progbar = keras.utils.Progbar(t.steps, stateful_metrics=["loss", "lr", "img/s"],
+                                  verbose=1 if chief else 0)
+    step, loss, rate = start, float("nan"), 0.0
+    with _signals(on_signal), writer.as_default():
+        while step < t.steps:
+            n = min(t.steps_per_loop, t.steps - step,
+                    t.checkpoint_every - step % t.checkpoint_every)
+            tick = time.perf_counter()
+            losses = train_steps(iterator, tf.constant(n)).numpy()
+            rate = n * t.batch_size / (time.perf_counter() - tick)
+            if not np.all(np.isfinite(losses)):
+                bad = step + int(np.argmin(np.isfinite(losses))) + 1
+                raise NonFiniteLossError(
+                    f"loss is {losses[~np.isfinite(losses)][0]} at step {bad}; training "
+                    f"stopped, last good checkpoint: {manager.latest_checkpoint or 'none'}")
+            step += n
+            loss = float(losses[-1])
+            lr = float(schedule(step - 1))
+            progbar.update(step, [("loss", loss), ("lr", lr), ("img/s", rate)])
+            tf.summary.scalar("loss", loss, step=step)
+            tf.summary.scalar("learning_rate", lr, step=step)
+            tf.summary.scalar("images_per_second", rate, step=step)
+            if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
+                manager.save(checkpoint_number=step)
+            if "after_loop" in hooks:
+                hooks["after_loop"](step)
+            if stop["signal"]:
+                raise Preempted(step, manager.latest_checkpoint)
+    result = TrainResult(step, loss, manager.latest_checkpoint, rate)
+    if chief:
+        with open(os.path.join(model_dir, "train_result.json"), "w") as f:
+            json.dump(dataclasses.asdict(result), f, indent=2)
+    return result
+
+
+@contextlib.contextmanager
+def _signals(handler):
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and stops at the next boundary."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -19,7 +19,34 @@ import keras
 import tensorflow as tf
 
 from deeplab_tf import metrics, model_dir as model_dir_lib, visualize
+from deeplab_tf.data import tfrecord
 from deeplab_tf.inference import Protocol, predict_probabilities
+
+
+def records_dataset(pattern):
+    """Whole images and labels from TFRecords of deeplab-build-data, in file order:
+    {"image": uint8 [H, W, 3], "label": uint8 [H, W], "height", "width", "filename"}.
+
+    The evaluation mode of the data pipeline (deeplab_tf.data.pipeline) yields the same
+    dict; this reader needs nothing of it.
+    """
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
+
+    def parse(serialized):
+        features = tfrecord.parse_example(serialized)
+        image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED])
+        label = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED])[..., 0]
+        name = features[tfrecord.IMAGE_FILENAME]
+        check = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.shape(label))),
+            ["image and label sizes differ in record", name, tf.shape(image), tf.shape(label)])
+        with tf.control_dependencies([check]):
+            return {"image": image, "label": tf.identity(label), "height": tf.shape(image)[0],
+                    "width": tf.shape(image)[1], "filename": name}
+
+    return tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _whole_image(features):

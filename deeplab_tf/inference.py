@@ -89,6 +89,33 @@ class Protocol:
         return dataclasses.asdict(self)
 
 
+def parse_scales(values, name="scales"):
+    """Floats from strings such as ["0.5", "0.75"] (a comma-separated flag); None stays."""
+    if values is None:
+        return None
+    try:
+        scales = tuple(float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"--{name}={','.join(values)}: expected numbers, e.g. "
+                         f"0.5,0.75,1.0,1.25,1.5,1.75") from None
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"--{name}={','.join(values)}: expected positive scales")
+    return scales
+
+
+def parse_size(text, name="size"):
+    """(height, width) from "N" or "HxW"; None stays."""
+    if text is None:
+        return None
+    try:
+        dims = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        dims = []
+    if len(dims) not in (1, 2) or min(dims) < 1:
+        raise ValueError(f"--{name}={text!r}: expected N or HxW with positive sizes, e.g. 513")
+    return dims[0], dims[-1]
+
+
 # ----------------------------------------------------------------------------- protocol
 
 def _resize(x, size):

@@ -1,0 +1,201 @@
+"""Export for serving: a SavedModel (TF Serving) and an optional fixed-size TFLite model.
+
+Both run `inference.predict_probabilities`, the protocol evaluation and `Segmenter` use
+(padding with the mean pixel to OS*k+1, scales and flips averaged as probabilities at the
+original size, sliding windows above `max_side`), with the options of the export baked
+into the graph, so served predictions cannot disagree with evaluated ones.
+
+SavedModel signatures:
+  serving_default(images: string [N], encoded JPEG or PNG bytes)
+      -> labels int32 [N, Hmax, Wmax]: images of different sizes come back padded to the
+         largest with 255 (the ignore value); image_sizes int32 [N, 2] gives each (H, W);
+         probabilities float32 [N, Hmax, Wmax, C] (0 in the padding), if exported with them.
+      Bytes are decoded as they are: EXIF orientation is NOT applied (tf.io ignores it);
+      grayscale, alpha, palette and 16-bit PNGs become RGB 8-bit as tf.io.decode_png does.
+      Bytes that are not a JPEG or PNG fail with InvalidArgument naming the image's index.
+  predict_images(images: uint8 [N, H, W, 3], any H and W)
+      -> labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]).
+Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
+`colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata) and `protocol_json`
+(the baked options), all tf.Variables (a tf.constant attribute would not be saved).
+
+The exported module tracks only the model's variables, not the Keras model itself.
+TFLite is converted from a concrete function with the variables frozen: converting a
+SavedModel whose root tracks a Keras model gives all-NaN outputs.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf import model_dir as model_dir_lib
+from deeplab_tf.data.tfrecord import decode_image
+from deeplab_tf.inference import Protocol, predict_probabilities
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _outputs_fn(model, protocol, with_probabilities):
+    num_classes = model.builder_args["num_classes"]
+
+    def outputs(images):
+        probs = predict_probabilities(model, images, protocol, num_classes, model.mean_rgb)
+        out = {"labels": tf.argmax(probs, -1, output_type=tf.int32)}
+        if with_probabilities:
+            out["probabilities"] = probs
+        return out
+    return outputs
+
+
+def _decode(data, index):
+    """RGB uint8 of JPEG/PNG bytes, the training pipeline's decoder; anything else is an
+    InvalidArgument naming the image."""
+    known = tf.logical_or(tf.io.is_jpeg(data),
+                          tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC))
+    message = tf.strings.join([
+        "serving_default: images[", tf.strings.as_string(index), "] (",
+        tf.strings.as_string(tf.strings.length(data)), " bytes) is not a JPEG or PNG image"])
+    check = tf.debugging.Assert(known, [message])
+    with tf.control_dependencies([check]):
+        return decode_image(tf.identity(data), channels=3)
+
+
+class _Serving(tf.Module):
+    """The exported object: two signatures, the model's variables, the metadata."""
+
+    def __init__(self, model, metadata, protocol, with_probabilities):
+        super().__init__(name="deeplab_serving")
+        # Variables only: the Keras model stays out of the object graph (TFLite trap).
+        self.model_variables = list(model.variables)
+        self.class_names = tf.Variable(list(metadata.class_names), trainable=False)
+        self.colormap = tf.Variable(metadata.colormap(), trainable=False)
+        self.dataset_json = tf.Variable(metadata.to_json(), trainable=False)
+        self.protocol_json = tf.Variable(json.dumps(protocol.to_dict()), trainable=False)
+        outputs = _outputs_fn(model, protocol, with_probabilities)
+        num_classes = metadata.num_classes
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                                    name="images")])
+        def predict_images(images):
+            return outputs(tf.cast(images, tf.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        def serve_bytes(images):
+            indices = tf.range(tf.shape(images)[0])
+            sizes = tf.map_fn(lambda i: tf.shape(_decode(images[i], i))[:2], indices,
+                              fn_output_signature=tf.int32)
+            largest = tf.reduce_max(tf.concat([sizes, [[0, 0]]], 0), axis=0)
+
+            def one(i):
+                out = outputs(tf.cast(_decode(images[i], i), tf.float32)[None])
+                pad = [[0, largest[0] - sizes[i, 0]], [0, largest[1] - sizes[i, 1]]]
+                padded = {"labels": tf.pad(out["labels"][0], pad, constant_values=255)}
+                if with_probabilities:
+                    padded["probabilities"] = tf.pad(out["probabilities"][0], pad + [[0, 0]])
+                return padded
+
+            spec = {"labels": tf.TensorSpec([None, None], tf.int32)}
+            if with_probabilities:
+                spec["probabilities"] = tf.TensorSpec([None, None, num_classes], tf.float32)
+            result = tf.map_fn(one, indices, fn_output_signature=spec)
+            result["image_sizes"] = sizes
+            return result
+
+        self.predict_images = predict_images
+        self.serve_bytes = serve_bytes
+
+
+def _replace_dir(tmp, export_dir, overwrite):
+    """Moves a finished export into place; the old one (with `overwrite`) goes only after."""
+    if os.path.exists(export_dir):
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
+                                  f"another --export_dir")
+        old = f"{export_dir}.old-{os.getpid()}"
+        os.replace(export_dir, old)
+        os.replace(tmp, export_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, export_dir)
+
+
+def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
+                       overwrite=False):
+    """Writes the SavedModel (module docstring) atomically: to a temporary sibling, then
+    renamed. For TF Serving, export to <base>/<version>, e.g. models/deeplab/1."""
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
+                              f"another --export_dir")
+    os.makedirs(os.path.dirname(export_dir), exist_ok=True)
+    module = _Serving(model, metadata, protocol, probabilities)
+    tmp = f"{export_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tf.saved_model.save(module, tmp, signatures={
+            "serving_default": module.serve_bytes, "predict_images": module.predict_images})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, export_dir, overwrite)
+    return export_dir
+
+
+def export_tflite(model, protocol, path, height, width, quantize="float",
+                  representative_images=None):
+    """A TFLite model for float32 raw RGB [1, height, width, 3] (resize inputs to it),
+    returning labels int32 [1, H, W] and probabilities float32 [1, H, W, C].
+
+    quantize: "float", or "int8" (weights and activations; needs `representative_images`,
+    an iterable of RGB arrays, any size: each is resized to height x width).
+    Windows are not used (the size is fixed at export). Written atomically.
+    """
+    if quantize not in ("float", "int8"):
+        raise ValueError(f"quantize={quantize!r}: expected 'float' or 'int8'")
+    outputs = _outputs_fn(model, Protocol(**dict(protocol.to_dict(), max_side=None)), True)
+    function = tf.function(outputs, input_signature=[
+        tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
+    # No trackable object: the converter freezes the variables into constants.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()])
+    if quantize == "int8":
+        if representative_images is None:
+            raise ValueError("quantize='int8' needs representative_images")
+        images = list(representative_images)
+
+        def representative():
+            for image in images:
+                image = tf.image.resize(np.asarray(image, np.float32)[None], (height, width))
+                yield [image]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+    flatbuffer = converter.convert()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(flatbuffer)
+    os.replace(tmp, path)
+    return path
+
+
+def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
+                     overwrite=False, **protocol_overrides):
+    """Exports a model_dir's checkpoint (default the latest) with the config's `export`
+    section (output stride, scales, flip, probabilities; `max_side` from `eval`), any of
+    which `protocol_overrides` / `probabilities` replace. Returns (export_dir, model,
+    metadata, protocol)."""
+    config, _ = model_dir_lib.read_config(model_dir)
+    overrides = dict(max_side=config.eval.max_side)
+    overrides.update({k: v for k, v in protocol_overrides.items() if v is not None})
+    protocol = Protocol.from_config(config.export, **overrides)
+    if probabilities is None:
+        probabilities = config.export.probabilities
+    model, _, metadata = model_dir_lib.load_model(model_dir, checkpoint,
+                                                  output_stride=protocol.output_stride)
+    path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite)
+    return path, model, metadata, protocol

@@ -1,0 +1,78 @@
+"""deeplab-eval: mIoU of a trained model_dir on TFRecords, as the paper evaluates (Sec. 4.1).
+
+  # The paper's best inference (Table 6): output stride 8, six scales, left-right flips.
+  deeplab-eval --model_dir runs/voc --records 'data/voc/val-*.tfrecord' \\
+      --eval_output_stride 8 --eval_scales 0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+
+  # Beside a running training job: evaluate each new checkpoint as it appears.
+  deeplab-eval --model_dir runs/voc --records 'data/voc/val-*.tfrecord' --watch
+
+Whole images are predicted (padded with the mean pixel to OS*k+1, cut back to the original
+size; windows above --max_side) and compared with full-resolution labels, 255 ignored.
+Unset options come from the model_dir's config.json `eval` section. Results go to
+--output_dir (default MODEL_DIR/eval): results-STEP.json, results.json, TensorBoard
+scalars, class_iou.png, confusion_matrix.png. Under several GPUs a MirroredStrategy
+spreads the images over them.
+"""
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
+                    "checkpoints/.", required=True)
+flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest in "
+                    "MODEL_DIR/checkpoints). Ignored with --watch.")
+flags.DEFINE_string("records", None, "TFRecord file pattern of the evaluation split, e.g. "
+                    "'data/voc/val-*.tfrecord' (default: the config's data.eval_records).")
+flags.DEFINE_integer("eval_output_stride", None, "Output stride at evaluation, same weights "
+                     "(paper: train at 16, evaluate at 8). Default: config eval.output_stride.")
+flags.DEFINE_list("eval_scales", None, "Input scales whose probabilities are averaged; "
+                  "paper's best: 0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
+flags.DEFINE_boolean("add_flipped_images", None, "Also average left-right flipped inputs, "
+                     "at every scale (paper: +0.3 mIoU). Default: config eval.flip.")
+flags.DEFINE_string("pad_to", None, "Minimum padded size N or HxW, e.g. 513 as the "
+                    "original research/deeplab. Default: the next OS*k+1 of each image.")
+flags.DEFINE_integer("max_side", None, "Sliding windows for padded sides above this many "
+                     "pixels (Cityscapes). Default: config eval.max_side (2048).")
+flags.DEFINE_string("output_dir", None, "Where results go (default: MODEL_DIR/eval).")
+flags.DEFINE_boolean("watch", False, "Evaluate every new checkpoint of a running training "
+                     "job; stops at the config's last step or after --watch_timeout.")
+flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when no new checkpoint came "
+                   "for this many seconds.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import tensorflow as tf
+
+    from deeplab_tf import eval_lib, model_dir
+    from deeplab_tf.inference import Protocol, parse_scales, parse_size
+    try:
+        config, _ = model_dir.read_config(FLAGS.model_dir)
+        protocol = Protocol.from_config(
+            config.eval, output_stride=FLAGS.eval_output_stride,
+            scales=parse_scales(FLAGS.eval_scales, "eval_scales"),
+            flip=FLAGS.add_flipped_images, pad_to=parse_size(FLAGS.pad_to, "pad_to"),
+            max_side=FLAGS.max_side)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e))
+    records = FLAGS.records or config.data.eval_records
+    if not records:
+        raise app.UsageError("--records: no evaluation TFRecords given, and the config's "
+                             "data.eval_records is empty")
+    if not tf.io.gfile.glob(records):
+        raise app.UsageError(f"--records={records!r}: no file matches")
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
+    eval_lib.run_evaluation(
+        FLAGS.model_dir, eval_lib.records_dataset(records), checkpoint=FLAGS.checkpoint,
+        output_dir=FLAGS.output_dir, protocol=protocol, strategy=strategy, watch=FLAGS.watch,
+        watch_timeout=FLAGS.watch_timeout)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

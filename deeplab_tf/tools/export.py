@@ -1,0 +1,88 @@
+"""deeplab-export: a model_dir's checkpoint as a SavedModel for TF Serving (and TFLite).
+
+  deeplab-export --model_dir runs/voc --export_dir models/deeplab/1
+  # Paper's best inference baked in, probabilities too, plus a 513x513 float TFLite model:
+  deeplab-export --model_dir runs/voc --export_dir models/deeplab/1 --output_stride 8 \\
+      --inference_scales 0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images --probabilities \\
+      --tflite models/deeplab.tflite --tflite_size 513
+
+Signatures (see deeplab_tf/export_lib.py): `serving_default` takes a batch of encoded
+JPEG/PNG bytes (EXIF orientation not applied) and returns `labels` padded with 255 to the
+largest image plus `image_sizes`; `predict_images` takes uint8 [N, H, W, 3]. Class names
+and the colour map are stored in the SavedModel. Unset options come from the model_dir's
+config.json `export` section. The export is written to a temporary directory and renamed;
+an existing --export_dir is replaced only with --overwrite.
+"""
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
+                    "checkpoints/.", required=True)
+flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+flags.DEFINE_string("export_dir", None, "SavedModel directory to write; for TF Serving "
+                    "BASE/VERSION, e.g. models/deeplab/1.", required=True)
+flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir.")
+flags.DEFINE_integer("output_stride", None, "Output stride baked into the graph (8: best "
+                     "quality, 16: ~3x faster). Default: config export.output_stride.")
+flags.DEFINE_list("inference_scales", None, "Scales averaged at inference, e.g. "
+                  "0.5,0.75,1.0,1.25,1.5,1.75 (each one costs a pass). Default: config.")
+flags.DEFINE_boolean("add_flipped_images", None, "Also average left-right flips (doubles "
+                     "the cost). Default: config export.flip.")
+flags.DEFINE_boolean("probabilities", None, "Also return per-class probabilities "
+                     "(float32 [N, H, W, C]; large). Default: config export.probabilities.")
+flags.DEFINE_string("pad_to", None, "Minimum padded size N or HxW (e.g. 513). Default: the "
+                    "next OS*k+1 of each image.")
+flags.DEFINE_integer("max_side", None, "Sliding windows for padded sides above this. "
+                     "Default: config eval.max_side.")
+flags.DEFINE_string("tflite", None, "Also write a TFLite model to this file (fixed size).")
+flags.DEFINE_string("tflite_size", "513", "TFLite input size N or HxW; inputs must be "
+                    "resized to it (float32 raw RGB 0-255).")
+flags.DEFINE_enum("tflite_quantize", "float", ["float", "int8"], "TFLite weights: float, or "
+                  "int8 (calibrated on --representative_images).")
+flags.DEFINE_string("representative_images", None, "Glob of images for int8 calibration, "
+                    "e.g. 'data/voc/JPEGImages/2007_*.jpg' (100-500 images).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import glob
+
+    from deeplab_tf import export_lib
+    from deeplab_tf.inference import parse_scales, parse_size, read_image
+    try:
+        scales = parse_scales(FLAGS.inference_scales, "inference_scales")
+        pad_to = parse_size(FLAGS.pad_to, "pad_to")
+        tflite_size = parse_size(FLAGS.tflite_size, "tflite_size")
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    representative = None
+    if FLAGS.tflite and FLAGS.tflite_quantize == "int8":
+        files = sorted(glob.glob(FLAGS.representative_images or ""))
+        if not files:
+            raise app.UsageError("--tflite_quantize=int8 needs --representative_images "
+                                 f"matching image files (got {FLAGS.representative_images!r})")
+        representative = (read_image(f) for f in files)
+    try:
+        path, model, _, protocol = export_lib.export_model_dir(
+            FLAGS.model_dir, FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
+            probabilities=FLAGS.probabilities, overwrite=FLAGS.overwrite,
+            output_stride=FLAGS.output_stride, scales=scales, flip=FLAGS.add_flipped_images,
+            pad_to=pad_to, max_side=FLAGS.max_side)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        raise app.UsageError(str(e))
+    print(f"SavedModel written to {path} ({protocol})")
+    if FLAGS.tflite:
+        export_lib.export_tflite(model, protocol, FLAGS.tflite, *tflite_size,
+                                 quantize=FLAGS.tflite_quantize,
+                                 representative_images=representative)
+        print(f"TFLite ({FLAGS.tflite_quantize}, {tflite_size[0]}x{tflite_size[1]}) written "
+              f"to {FLAGS.tflite}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

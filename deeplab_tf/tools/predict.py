@@ -1,0 +1,140 @@
+"""deeplab-predict: segment image files with a model_dir or an exported SavedModel.
+
+  deeplab-predict --model runs/voc --input photos/ --output_dir out/
+  deeplab-predict --model models/deeplab/1 --input 'photos/*.jpg,extra.png' --output_dir out/
+
+--model is a model_dir (the latest checkpoint unless --checkpoint; inference options from
+flags or the config's `eval` section) or a SavedModel from deeplab-export (options baked
+in at export); which one is detected. --input takes files, directories (their image files,
+not recursive) and globs, comma-separated. For each image STEM it writes, by --outputs:
+  STEM_mask.png     the classes in the dataset's colours (VOC, Cityscapes or custom)
+  STEM_overlay.png  the colours blended over the photo (--alpha)
+  STEM_label.png    raw class ids, single channel (what evaluation compares)
+Images are read upright by their EXIF orientation, any mode converted to RGB 8-bit. The
+size in the header is checked against --max_pixels before decoding.
+
+Exit status: 0 when every image was segmented; 2 when any input failed (unreadable,
+corrupt, too large, missing): each is reported and skipped, the rest still processed;
+1 for bad flags.
+"""
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A model_dir or a SavedModel directory (detected).",
+                    required=True)
+flags.DEFINE_string("checkpoint", None, "With a model_dir: checkpoint path (default latest).")
+flags.DEFINE_list("input", None, "Image files, directories and globs, comma-separated.",
+                  required=True)
+flags.DEFINE_string("output_dir", None, "Where the pictures go (created).", required=True)
+flags.DEFINE_list("outputs", ["mask", "overlay", "label"], "Which of mask, overlay, label "
+                  "to write.")
+flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay (0-1).")
+flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse images with more pixels (checked "
+                     "from the header, before decoding); 0: no limit.")
+flags.DEFINE_integer("output_stride", None, "With a model_dir: 8 (best) or 16 (faster). "
+                     "Default: config eval.output_stride.")
+flags.DEFINE_list("inference_scales", None, "With a model_dir: scales averaged, e.g. "
+                  "0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
+flags.DEFINE_boolean("add_flipped_images", None, "With a model_dir: also average "
+                     "left-right flips. Default: config eval.flip.")
+flags.DEFINE_integer("max_side", None, "With a model_dir: sliding windows above this side. "
+                     "Default: config eval.max_side.")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+OUTPUTS = ("mask", "overlay", "label")
+
+
+def list_inputs(entries):
+    """(paths, problems): files of each entry (file, directory or glob), in order, once."""
+    import glob
+    import os
+    paths, problems = [], []
+    for entry in entries:
+        if os.path.isdir(entry):
+            found = [os.path.join(entry, n) for n in sorted(os.listdir(entry))
+                     if n.lower().endswith(IMAGE_EXTENSIONS)]
+        elif os.path.isfile(entry):
+            found = [entry]
+        else:
+            found = sorted(p for p in glob.glob(entry) if os.path.isfile(p))
+        if not found:
+            problems.append(f"{entry}: no such file, or no image in that directory or glob")
+        paths += [p for p in found if p not in paths]
+    return paths, problems
+
+
+def output_stems(paths):
+    """A unique output name per input: its stem, with -2, -3... when stems repeat."""
+    import os
+    stems, seen = [], {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    unknown = sorted(set(FLAGS.outputs) - set(OUTPUTS))
+    if unknown or not FLAGS.outputs:
+        raise app.UsageError(f"--outputs={','.join(FLAGS.outputs)}: expected some of {OUTPUTS}")
+    if not 0 <= FLAGS.alpha <= 1:
+        raise app.UsageError(f"--alpha={FLAGS.alpha}: expected a value in [0, 1]")
+    import os
+
+    import keras
+    from PIL import Image
+
+    from deeplab_tf import visualize
+    from deeplab_tf.inference import ImageError, Segmenter, parse_scales
+    paths, failures = list_inputs(FLAGS.input)
+    for problem in failures:
+        print(f"error: {problem}", file=sys.stderr)
+    if not paths:
+        raise app.UsageError(f"--input={','.join(FLAGS.input)}: no image files found")
+    try:
+        options = dict(output_stride=FLAGS.output_stride, flip=FLAGS.add_flipped_images,
+                       scales=parse_scales(FLAGS.inference_scales, "inference_scales"),
+                       max_side=FLAGS.max_side)
+        segmenter = Segmenter(FLAGS.model, checkpoint=FLAGS.checkpoint,
+                              **{k: v for k, v in options.items() if v is not None})
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(f"--model={FLAGS.model}: {e}")
+    colormap = segmenter.metadata.colormap()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    done = 0
+    for path, stem in zip(paths, output_stems(paths)):
+        out = os.path.join(FLAGS.output_dir, stem)
+        try:
+            rgb, labels, _ = segmenter.segment_file(path, FLAGS.max_pixels or None)
+        except ImageError as e:
+            failures.append(str(e))
+            print(f"\nerror: {e}", file=sys.stderr)
+        else:
+            if "mask" in FLAGS.outputs:
+                Image.fromarray(visualize.colorize(labels, colormap)).save(f"{out}_mask.png")
+            if "overlay" in FLAGS.outputs:
+                Image.fromarray(visualize.overlay(rgb, labels, colormap, FLAGS.alpha)).save(
+                    f"{out}_overlay.png")
+            if "label" in FLAGS.outputs:
+                visualize.save_label_png(labels, f"{out}_label.png")
+            done += 1
+        progress.add(1)
+    print(f"{done} of {len(paths)} images segmented into {FLAGS.output_dir}")
+    if failures:
+        print(f"{len(failures)} failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 2
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -63,6 +63,7 @@ class TrainConfig:
     init_checkpoint: str = ""          # another run's model_dir or checkpoint (partial restore)
     log_every: int = 10
     summary_images_every: int = 0      # 0: off
+    seed: int = 0                      # weight initialization (the data has its own seed)
 
 
 @dataclasses.dataclass(frozen=True)

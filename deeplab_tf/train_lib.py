@@ -150,6 +150,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     log = logging.getLogger("deeplab_tf.train")
     if chief:
         model_dir_lib.write_config(model_dir, config, metadata)
+    keras.utils.set_random_seed(t.seed)  # same initial weights on every worker and rerun
     model, optimizer, schedule = build_for_training(config, metadata, strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     ckpt_dir = model_dir_lib.checkpoint_dir(model_dir)
@@ -162,7 +163,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     latest = manager.latest_checkpoint
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
-        log.warning("resumed from %s at step %d", latest, int(optimizer.iterations))
+        log.warning("resumed from %s at step %d", latest, int(optimizer.iterations.numpy()))
     elif t.init_checkpoint:
         restored, skipped = partial_restore(model, t.init_checkpoint)
         log.warning("initialized %d variables from %s; skipped %d: %s", len(restored),
@@ -172,7 +173,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         names = load_backbone_weights(model, config.model.backbone, config.model.backbone_weights)
         log.warning("backbone initialized from %s (%d layers)", config.model.backbone_weights,
                     len(names))
-    start = int(optimizer.iterations)
+    start = int(optimizer.iterations.numpy())
 
     # ------------------------------------------------ data, positioned at the restored step
     dataset = strategy.distribute_datasets_from_function(
@@ -228,10 +229,10 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             tf.summary.scalar("loss", loss, step=step)
             tf.summary.scalar("learning_rate", lr, step=step)
             tf.summary.scalar("images_per_second", rate, step=step)
-            if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
-                manager.save(checkpoint_number=step)
             if "after_loop" in hooks:
                 hooks["after_loop"](step)
+            if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
+                manager.save(checkpoint_number=step)
             if stop["signal"]:
                 raise Preempted(step, manager.latest_checkpoint)
     result = TrainResult(step, loss, manager.latest_checkpoint, rate)

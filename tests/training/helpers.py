@@ -1,0 +1,128 @@
+"""Tiny configs and in-memory datasets for the training tests (also run as subprocesses)."""
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf import configs
+from deeplab_tf.data.metadata import DatasetMetadata
+
+META = DatasetMetadata("toy", ("background", "a", "b"))
+
+
+def tiny_config(overrides=""):
+    base = ("model.backbone=resnet_tiny,model.width_multiplier=0.125,model.aspp_filters=16,"
+            "model.depths=(1,1,1,1),model.multi_grid=(1,),"
+            "model.backbone_weights=none,model.bn_momentum=0.9,train.steps=6,train.batch_size=4,"
+            "train.steps_per_loop=1,train.checkpoint_every=3,train.weight_decay=0.0001")
+    return configs.apply_overrides(configs.ExperimentConfig(), base + ("," + overrides
+                                                                       if overrides else ""))
+
+
+def toy_examples(n=16, size=33, seed=0):
+    """Images whose label is computable from the image: class = which third of the red
+    channel's range a pixel's block lies in; a band of 255 (ignored) on top."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, (n, size // 4 + 1, size // 4 + 1))
+    labels = labels.repeat(4, 1).repeat(4, 2)[:, :size, :size]
+    images = rng.uniform(0, 255, (n, size, size, 3))
+    images[..., 0] = labels * 100 + rng.uniform(0, 50, labels.shape)
+    labels = labels.astype("int32")[..., None]
+    labels[:, :2] = 255
+    return images.astype("float32"), labels
+
+
+def dataset_fn(global_batch, nan_from_step=None, n=16, size=33):
+    """A dataset_fn for train_lib.train: batch of global step s is examples
+    [s*B, (s+1)*B) mod n, whatever the replica count and the start step."""
+    images, labels = toy_examples(n, size)
+
+    def make(ctx, start_step):
+        per_replica = ctx.get_per_replica_batch_size(global_batch)
+        ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).repeat()
+        ds = ds.batch(per_replica, drop_remainder=True)
+        ds = ds.enumerate().skip(start_step * ctx.num_replicas_in_sync)
+        if nan_from_step is not None:
+            def poison(i, batch):
+                step = i // ctx.num_replicas_in_sync + 1
+                batch = dict(batch)
+                batch["image"] = tf.where(step >= nan_from_step, float("nan"), batch["image"])
+                return i, batch
+            ds = ds.map(poison)
+        return ds.map(lambda i, batch: batch)
+    return make
+
+
+def _weights(model_dir):
+    from deeplab_tf import model_dir as model_dir_lib
+    model, _, _ = model_dir_lib.load_model(model_dir)
+    return {v.path: v.numpy() for v in model.weights}
+
+
+def max_relative_difference(a, b):
+    """Worst variable's max |a - b| relative to its scale (floored, as conv biases that
+    precede BN have ~0 gradient and stay at ~1e-11)."""
+    return max(float(np.max(np.abs(a[k] - b[k])) / (np.max(np.abs(b[k])) + 1e-4)) for k in a)
+
+
+def scenario_replicas(workdir):
+    """One MirroredStrategy step (2 replicas x 2, synchronized BN) vs one default-strategy
+    step on the batch of 4: loss, weights and BN moving statistics."""
+    import json
+    import os
+    from deeplab_tf import train_lib
+    config = tiny_config("train.steps=1")
+    single = train_lib.train(config, os.path.join(workdir, "one"), META, dataset_fn(4))
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    double = train_lib.train(config, os.path.join(workdir, "two"), META, dataset_fn(4),
+                             strategy=mirrored)
+    a, b = _weights(os.path.join(workdir, "two")), _weights(os.path.join(workdir, "one"))
+    stats = [k for k in a if "moving" in k]
+    initial = _initial_weights(config)
+    print(json.dumps({
+        "loss": [single.loss, double.loss],
+        "weights": max_relative_difference(a, b),
+        "moving_stats": max_relative_difference({k: a[k] for k in stats},
+                                                {k: b[k] for k in stats}),
+        "moved": max(float(np.max(np.abs(b[k] - initial[k]))) for k in stats),
+    }))
+
+
+def _initial_weights(config):
+    from deeplab_tf import model_dir as model_dir_lib
+    model = model_dir_lib.build_model(config, META)
+    return {v.path: v.numpy() for v in model.weights}
+
+
+def scenario_resume(workdir):
+    """6 steps straight vs 3 steps, a crash, and a resumed run of the other 3."""
+    import json
+    import os
+    from deeplab_tf import train_lib
+    tf.config.experimental.enable_op_determinism()
+    config = tiny_config("train.steps=6,train.checkpoint_every=3")
+    train_lib.train(config, os.path.join(workdir, "straight"), META, dataset_fn(4))
+
+    def crash(step):
+        if step == 4:
+            raise KeyboardInterrupt("simulated crash after step 4")
+    try:
+        train_lib.train(config, os.path.join(workdir, "resumed"), META, dataset_fn(4),
+                        hooks={"after_loop": crash})
+    except KeyboardInterrupt:
+        pass
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "resumed", "checkpoints"))
+    train_lib.train(config, os.path.join(workdir, "resumed"), META, dataset_fn(4))
+    a = _weights(os.path.join(workdir, "resumed"))
+    b = _weights(os.path.join(workdir, "straight"))
+    print(json.dumps({"crash_checkpoint": os.path.basename(latest),
+                      "max_abs": max(float(np.max(np.abs(a[k] - b[k]))) for k in a)}))
+
+
+if __name__ == "__main__":
+    import sys
+    scenario, workdir = sys.argv[1], sys.argv[2]
+    if scenario == "replicas":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    {"replicas": scenario_replicas, "resume": scenario_resume}[scenario](workdir)

@@ -102,6 +102,8 @@ def _converter_kwargs(dataset):
         kwargs["label_map"] = converters.get_converter("tfds").parse_label_map(kwargs["label_map"])
     if "ignore_color" in kwargs:
         kwargs["ignore_color"] = tuple(int(v) for v in kwargs["ignore_color"].split(","))
+        if len(kwargs["ignore_color"]) != 3:
+            raise ValueError(f"--ignore_color {FLAGS.ignore_color}: expected R,G,B")
     if "image_size" in kwargs:
         kwargs["image_size"] = tuple(int(v) for v in kwargs["image_size"])
     return kwargs

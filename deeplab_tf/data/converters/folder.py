@@ -72,7 +72,8 @@ def colors_to_ids(rgb, colors, ignore_color, ignore_label, path=None):
         else:
             raise writer.DatasetError(
                 f"colour {(code >> 16, (code >> 8) & 255, code & 255)} is not in classes.txt "
-                f"{list(colors)} nor the ignore colour {tuple(ignore_color)}", path, "unknown_color")
+                f"{list(colors)} nor the ignore colour {tuple(ignore_color)}", path,
+                "unknown_color")
     return ids[inverse.reshape(codes.shape)]
 
 
@@ -121,6 +122,8 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
             **write_options):
     """Converts a folder dataset; `name` (default: the folder's name) goes in the metadata."""
     root = Path(root)
+    if len(ignore_color) != 3 or not all(0 <= int(v) < 256 for v in ignore_color):
+        raise ValueError(f"ignore_color {ignore_color} is not an (R, G, B) triple in 0..255")
     metadata = read_classes(root / "classes.txt", name or root.resolve().name)
     if metadata.colors and tuple(ignore_color) in metadata.colors:
         raise writer.DatasetError(f"ignore colour {tuple(ignore_color)} is also a class colour",

@@ -106,14 +106,23 @@ def convert(tfds_name, output_dir, splits=DEFAULT_SPLITS, image_key="image",
     """
     import tensorflow_datasets as tfds  # heavy; only this converter needs it
     metadata = make_metadata(tfds_name.split(":")[0], label_map, class_names)
-    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
+    except Exception as e:  # tfds raises its own types for unknown names and versions
+        raise writer.DatasetError(f"unknown TFDS dataset ({e})", tfds_name,
+                                  "missing_file") from None
     splits = list(splits or builder.info.splits)
     if not splits:
         raise writer.DatasetError(f"{tfds_name} lists no splits (not prepared in {data_dir}?); "
                                   "give them with --splits", reason="bad_arguments")
     items = {}
     for split in splits:
-        dataset = tfds.load(tfds_name, split=split, data_dir=data_dir, download=False)
+        try:
+            dataset = tfds.load(tfds_name, split=split, data_dir=data_dir, download=False)
+        except Exception as e:  # not prepared (AssertionError), unknown split (ValueError)...
+            raise writer.DatasetError(f"cannot load split {split!r} from data_dir {data_dir} "
+                                      f"(prepare it first with `tfds build`): {e}", tfds_name,
+                                      "missing_file") from None
         examples = _examples(dataset, split, image_key, mask_key)
         length = int(dataset.cardinality())  # unknown (< 0) e.g. under tfds mock_data
         items[split] = _Sized(examples, length) if length >= 0 else list(examples)

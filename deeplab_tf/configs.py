@@ -202,6 +202,21 @@ def _coerce(value, hint, key):
     return value
 
 
+def derive(config, name=None, **sections):
+    """A variant of `config`: derive(base, model=dict(output_stride=8), train=dict(...)).
+
+    Experiments derive their variants this way (dataclasses.replace per section), never by
+    copying a config.
+    """
+    updates = {}
+    for section, fields in sections.items():
+        current = getattr(config, section)
+        updates[section] = dataclasses.replace(current, **fields)
+    if name is not None:
+        updates["name"] = name
+    return validate(dataclasses.replace(config, **updates))
+
+
 def apply_overrides(config, overrides):
     """Applies "section.key=value,..." (typed, never evaluated as code) to `config`.
 

@@ -1,1 +1,35 @@
-"""Experiment presets: one module per paper setting, each with get_config()."""
+"""Experiment presets: runnable documentation of the paper's settings.
+
+Pick one with `deeplab-train --experiment=NAME` or `NAME.VARIANT` (e.g.
+`table1_output_stride.os8`). Each module has `get_config(variant=None)`; modules with
+variants list them in `VARIANTS`. No registry: the name is the module name.
+"""
+import importlib
+import pkgutil
+
+from deeplab_tf.configs import ConfigError
+
+
+def names():
+    """Every experiment (and variant) name."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.append(info.name)
+        found += [f"{info.name}.{v}" for v in getattr(module, "VARIANTS", {})]
+    return sorted(found)
+
+
+def get_config(name):
+    """The ExperimentConfig of "module" or "module.variant"."""
+    module_name, _, variant = name.partition(".")
+    available = [i.name for i in pkgutil.iter_modules(__path__) if not i.name.startswith("_")]
+    if module_name not in available:
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(names())}")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    if variant and variant not in getattr(module, "VARIANTS", {}):
+        raise ConfigError(f"experiment {module_name} has no variant {variant!r}; available: "
+                          f"{', '.join(getattr(module, 'VARIANTS', {})) or 'none'}")
+    return module.get_config(variant or None)

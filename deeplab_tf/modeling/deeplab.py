@@ -29,7 +29,8 @@ class DeepLabV3(keras.Model):
       multi_grid: unit rates of block4 and the cascaded blocks (Sec. 3.2). Paper: (1, 2, 4).
       aspp_rates: the 3x3 branch rates; None = (6, 12, 18) at output stride 16, doubled at 8.
       extra_blocks: cascaded copies of block4 (blocks 5-7), 0..3 (Sec. 3.2, Tables 1-4).
-      head: "aspp" (Sec. 3.3, Fig. 5) or "cascade" (logits on the last cascaded block, Table 4).
+      head: "aspp" (Sec. 3.3, Fig. 5) or "cascade": logits on the last block, blocks 5-7
+        with extra_blocks (Sec. 3.2, Tables 1-4; extra_blocks=0 is Table 2's "block4").
       image_pooling: the image-level feature branch of ASPP (Table 5).
       aspp_filters: channels of every ASPP branch and of the projection (256).
       dropout_rate: dropout after the ASPP projection (0 in the paper; 0.1 in the original
@@ -61,8 +62,6 @@ class DeepLabV3(keras.Model):
             raise ValueError(f"backbone={backbone!r}, expected one of {sorted(resnet.DEPTHS)}")
         if head not in HEADS:
             raise ValueError(f"head={head!r}, expected one of {HEADS}")
-        if head == "cascade" and extra_blocks == 0:
-            raise ValueError("head='cascade' needs extra_blocks >= 1 (Table 4 uses blocks 5-7)")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes={num_classes}: expected >= 1")
         lay = resnet.LAYOUTS[layout]

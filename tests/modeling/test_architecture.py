@@ -118,7 +118,7 @@ def test_invalid_arguments_are_clear_errors(tiny_kwargs):
         build_deeplabv3(21, multi_grid=(1, 2), **tiny_kwargs)
     with pytest.raises(ValueError, match="extra_blocks=4"):
         build_deeplabv3(21, extra_blocks=4, **tiny_kwargs)
-    with pytest.raises(ValueError, match="head='cascade'"):
-        build_deeplabv3(21, head="cascade", **tiny_kwargs)
+    with pytest.raises(ValueError, match="head='fpn'"):
+        build_deeplabv3(21, head="fpn", **tiny_kwargs)
     with pytest.raises(ValueError, match="layout='caffe'"):
         build_deeplabv3(21, layout="caffe", **tiny_kwargs)

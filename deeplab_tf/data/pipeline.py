@@ -1,0 +1,206 @@
+"""The tf.data input pipeline: TFRecords -> augmented training batches (Sec. 4.1), or whole
+images for evaluation.
+
+Train mode is reproducible and resumable. Every example has a fixed identity, its index
+in the sorted record files. An epoch's order (a per-epoch permutation of the files, a
+random starting record in each, interleaved, then a shuffle within blocks of
+`shuffle_buffer` records) and every augmentation (keyed by seed, epoch, example index and
+repeat copy) come from stateless random ops, never from TF's global seed. So the stream
+is a pure function of (seed, files, input pipeline), and `start_step=k` yields exactly the
+batches an uninterrupted run yields from step k on (whole epochs are skipped without
+being read).
+
+Bootstrapping (Sec. 4.1) repeats the images that contain hard classes `bootstrap_factor`
+times per epoch (`deeplab_tf.data.bootstrap`).
+
+    strategy.distribute_datasets_from_function(
+        lambda ctx: build_dataset("train-*.tfrecord", global_batch_size=16,
+                                  input_context=ctx, start_step=step))
+"""
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf.data import augment, bootstrap, tfrecord
+
+_MAX_EPOCHS = 2 ** 62
+_MAX_OPEN_FILES = 16
+
+
+def list_files(pattern):
+    """Sorted record files of a glob pattern, a comma-separated list or a list of them."""
+    patterns = pattern.split(",") if isinstance(pattern, str) else list(pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p.strip())})
+    if not files:
+        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
+    return files
+
+
+def count_records(files):
+    """Records per file (one read pass, no decoding)."""
+    return [int(tf.data.TFRecordDataset(f).reduce(np.int64(0), lambda n, _: n + 1))
+            for f in files]
+
+
+def _decode(serialized):
+    features = tfrecord.parse_example(serialized)
+    image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED])
+    label = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED])
+    return image, label, features[tfrecord.IMAGE_FILENAME]
+
+
+def _shard(input_context):
+    if input_context is None:
+        return 1, 0, 1
+    per_pipeline = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    return input_context.num_input_pipelines, input_context.input_pipeline_id, per_pipeline
+
+
+def _epoch_stream(files, counts, seed, epoch, num_shards, shard_id, repeats, block):
+    """(index, copy, record) of one epoch of this input pipeline, in shuffled order."""
+    key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch)
+    k_files, k_start, k_blocks = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+    counts_t = tf.constant(counts, tf.int64)
+    offsets = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]), tf.int64)
+    order = tf.argsort(tf.random.stateless_uniform([len(files)], k_files))
+    starts = tf.cast(tf.random.stateless_uniform([len(files)], k_start) *
+                     tf.cast(counts_t, tf.float32), tf.int64)
+    files_t = tf.constant(files)
+
+    def read_file(i):
+        records = tf.data.TFRecordDataset(files_t[i]).enumerate(offsets[i])
+        return records.skip(starts[i]).concatenate(records.take(starts[i]))
+
+    ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+        read_file, cycle_length=min(len(files), _MAX_OPEN_FILES), block_length=1)
+    if num_shards > 1:
+        ds = ds.filter(lambda g, record: g % num_shards == shard_id)
+    if repeats is None:
+        ds = ds.map(lambda g, record: (g, tf.constant(0, tf.int64), record))
+    else:
+        repeats_t = tf.constant(repeats, tf.int64)
+        ds = ds.flat_map(lambda g, record: tf.data.Dataset.range(repeats_t[g]).map(
+            lambda k: (g, k, record)))
+
+    def shuffle_block(b, elements):
+        perm = tf.argsort(tf.random.stateless_uniform(
+            tf.shape(elements[0]), tf.random.experimental.stateless_fold_in(k_blocks, b)))
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(e, perm) for e in elements))
+
+    return ds.batch(block).enumerate().flat_map(lambda b, elements: shuffle_block(b, elements))
+
+
+def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size=513,
+                  min_scale=0.5, max_scale=2.0, scale_step=0.25, flip=True,
+                  pad_value=augment.MEAN_RGB, ignore_label=augment.IGNORE_LABEL, seed=0,
+                  start_step=0, shuffle_buffer=1000, num_epochs=None,
+                  bootstrap_class_ids=(), bootstrap_factor=bootstrap.DEFAULT_FACTOR,
+                  bootstrap_cache=None, input_context=None, with_metadata=False,
+                  num_parallel_calls=tf.data.AUTOTUNE):
+    """The input pipeline of one input pipeline (host) in train or eval mode.
+
+    Args:
+      file_pattern: glob, comma-separated globs or a list (`list_files`).
+      mode: "train" (augmented crops, endless unless num_epochs) or "eval" (whole images).
+      global_batch_size: batch over all replicas; each yielded batch is one replica's,
+        `input_context.get_per_replica_batch_size(global_batch_size)`.
+      crop_size: int or (h, w); the paper uses 513 (Sec. 4.1 "Crop size").
+      min_scale, max_scale, scale_step, flip: Sec. 4.1 "Data augmentation" (0.5, 2.0;
+        0.25 steps as the original; 0 for continuous).
+      pad_value: RGB that pads images (the model's mean pixel, normalizing to zero).
+      ignore_label: label of padded pixels (255).
+      seed: data seed: example order and augmentation.
+      start_step: first global step to produce (resume); skips exactly what steps
+        0..start_step-1 consumed.
+      shuffle_buffer: records per shuffled block (memory: that many encoded records).
+      num_epochs: None repeats forever (train); eval mode reads once.
+      bootstrap_class_ids: hard classes (e.g. `bootstrap.class_ids(VOC,
+        bootstrap.VOC_HARD_CLASSES)`); images containing any repeat `bootstrap_factor`
+        times per epoch. `bootstrap_cache`: `.npz` path for the label scan.
+      input_context: a tf.distribute.InputContext: examples are split over input
+        pipelines by index (index % num_input_pipelines == input_pipeline_id).
+      with_metadata: train mode also yields "filename", "index", "epoch", "copy".
+    Returns:
+      train: {"image": float32 [b, h, w, 3] raw 0-255, "label": uint8 [b, h, w, 1]},
+      eval: the same padded to the largest image of the batch (pad value, 255), plus
+      "height", "width" (int32 [b], the true size) and "filename" (string [b]).
+    """
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode={mode!r}, expected 'train' or 'eval'")
+    files = list_files(file_pattern)
+    num_shards, shard_id, per_pipeline = _shard(input_context)
+    batch = (input_context.get_per_replica_batch_size(global_batch_size)
+             if input_context is not None else int(global_batch_size))
+    if mode == "eval":
+        return _eval_dataset(files, batch, num_shards, shard_id, pad_value, ignore_label,
+                             num_parallel_calls)
+
+    repeats = None
+    if bootstrap_class_ids and bootstrap_factor != 1:
+        scan = bootstrap.scan_records(files, bootstrap_cache)
+        counts = scan["counts"].tolist()
+        repeats = bootstrap.repeat_factors(scan["presence"], bootstrap_class_ids,
+                                           bootstrap_factor)
+    else:
+        counts = count_records(files)
+    total = sum(counts)
+    mine = np.arange(total) % num_shards == shard_id
+    epoch_length = int((repeats if repeats is not None else np.ones(total, np.int64))[mine].sum())
+    if epoch_length < batch:
+        raise ValueError(f"input pipeline {shard_id} has {epoch_length} examples per epoch, "
+                         f"fewer than one batch of {batch}")
+    skip = int(start_step) * batch * per_pipeline
+    first_epoch, skip_in_first = divmod(skip, epoch_length)
+    last_epoch = _MAX_EPOCHS if num_epochs is None else int(num_epochs)
+
+    def epoch_stream(epoch):
+        ds = _epoch_stream(files, counts, seed, epoch, num_shards, shard_id, repeats,
+                           int(shuffle_buffer))
+        ds = ds.map(lambda g, k, record: (epoch, g, k, record))
+        return ds.skip(tf.where(epoch == first_epoch, np.int64(skip_in_first), np.int64(0)))
+
+    base_key = tf.constant([seed, 2], tf.int64)
+    fold = tf.random.experimental.stateless_fold_in
+
+    def load(epoch, g, k, record):
+        image, label, filename = _decode(record)
+        key = fold(fold(fold(base_key, epoch), g), k)
+        image, label = augment.random_scale_crop_flip(
+            image, label, key, crop_size, min_scale, max_scale, scale_step, flip, pad_value,
+            ignore_label)
+        out = {"image": image, "label": label}
+        if with_metadata:
+            out.update(filename=filename, index=g, epoch=epoch, copy=k)
+        return out
+
+    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_stream)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.batch(batch, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _eval_dataset(files, batch, num_shards, shard_id, pad_value, ignore_label,
+                  num_parallel_calls):
+    """Whole images in file order; no crop, no augmentation (Sec. 4.1 evaluates whole)."""
+    ds = tf.data.TFRecordDataset(files)
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_id)
+
+    def load(record):
+        image, label, filename = _decode(record)
+        shape = tf.shape(image)
+        return {"image": tf.cast(image, tf.float32), "label": label,
+                "height": shape[0], "width": shape[1], "filename": filename}
+
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    # Padding is marked with -1 and replaced by the per-channel pad value after batching
+    # (padded_batch takes one scalar per component).
+    ds = ds.padded_batch(batch, padding_values={
+        "image": -1.0, "label": tf.constant(ignore_label, tf.uint8), "height": 0, "width": 0,
+        "filename": ""})
+    pad = tf.constant(pad_value, tf.float32)
+
+    def fill(features):
+        image = features["image"]
+        return dict(features, image=tf.where(image < 0, pad, image))
+
+    return ds.map(fill).prefetch(tf.data.AUTOTUNE)

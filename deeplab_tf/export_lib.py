@@ -20,21 +20,27 @@ Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
 (the baked options), all tf.Variables (a tf.constant attribute would not be saved).
 
 The exported module tracks only the model's variables, not the Keras model itself.
-TFLite is converted from a concrete function with the variables frozen: converting a
+TFLite is converted from the concrete function with its variables frozen into constants
+(its signature `serving_default`: images -> labels, probabilities): converting a
 SavedModel whose root tracks a Keras model gives all-NaN outputs.
 """
 import json
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.data.tfrecord import decode_image
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Serving needs no gradients; saving the atrous convolution's custom gradient (the
+# fallback for CPUs without a native one, modeling/layers.py) would fail on frozen graphs.
+_SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
 
 
 def _outputs_fn(model, protocol, with_probabilities):
@@ -136,7 +142,8 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tf.saved_model.save(module, tmp, signatures={
-            "serving_default": module.serve_bytes, "predict_images": module.predict_images})
+            "serving_default": module.serve_bytes, "predict_images": module.predict_images},
+            options=_SAVE_OPTIONS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -155,27 +162,33 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
     """
     if quantize not in ("float", "int8"):
         raise ValueError(f"quantize={quantize!r}: expected 'float' or 'int8'")
+    if quantize == "int8" and representative_images is None:
+        raise ValueError("quantize='int8' needs representative_images")
+    images = list(representative_images or [])
+    spec = tf.TensorSpec([1, height, width, 3], tf.float32, name="images")
     outputs = _outputs_fn(model, Protocol(**dict(protocol.to_dict(), max_side=None)), True)
-    function = tf.function(outputs, input_signature=[
-        tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
-    # No trackable object: the converter freezes the variables into constants.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()])
-    if quantize == "int8":
-        if representative_images is None:
-            raise ValueError("quantize='int8' needs representative_images")
-        images = list(representative_images)
-
-        def representative():
-            for image in images:
-                image = tf.image.resize(np.asarray(image, np.float32)[None], (height, width))
-                yield [image]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
-    flatbuffer = converter.convert()
+    frozen = convert_variables_to_constants_v2(
+        tf.function(outputs, input_signature=[spec]).get_concrete_function())
+    # Freezing loses the output names; a wrapper restores them for the signature.
+    named = tf.function(lambda images: dict(zip(["labels", "probabilities"], frozen(images))),
+                        input_signature=[spec])
+    # The converter reads a SavedModel whose root holds nothing but the frozen function:
+    # no Keras model (the all-NaN trap), no variables; signatures keep the names.
+    staging = tempfile.mkdtemp(prefix="deeplab_tflite_")
+    try:
+        tf.saved_model.save(tf.Module(), staging, signatures={"serving_default": named},
+                            options=_SAVE_OPTIONS)
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging)
+        if quantize == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [tf.image.resize(np.asarray(image, np.float32)[None], (height, width))]
+                for image in images)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(flatbuffer)

@@ -45,6 +45,9 @@ class DataConfig:
     bootstrap_factor: int = 1
     shuffle_buffer: int = 1000
     seed: int = 0
+    # Generate the embedded synthetic dataset into the records' folder if it has no
+    # manifest yet (the quickstart and tests; deeplab_tf.data.synthetic).
+    generate_synthetic: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,10 @@ setup(
             "deeplab-summary=deeplab_tf.tools.summary:run",
             "deeplab-build-data=deeplab_tf.tools.build_data:run",
             "deeplab-inspect-data=deeplab_tf.tools.inspect_data:run",
+            "deeplab-train=deeplab_tf.tools.train:run",
+            "deeplab-eval=deeplab_tf.tools.evaluate:run",
+            "deeplab-export=deeplab_tf.tools.export:run",
+            "deeplab-predict=deeplab_tf.tools.predict:run",
         ]
     },
 )

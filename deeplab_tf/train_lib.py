@@ -199,6 +199,18 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, ce, axis=None))
         return losses.stack()
 
+    # ------------------------------------------------ preemption
+    # Multi-worker and TPU jobs use TF's handler: it agrees on a step across workers and
+    # saves there. Elsewhere SIGTERM/SIGINT set a flag checked between loops.
+    handler = None
+    if isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                             tf.distribute.TPUStrategy)):
+        import sys
+        handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+            strategy.cluster_resolver, manager,
+            termination_config=tf.distribute.experimental.TerminationConfig(
+                exit_fn=lambda: sys.exit(PREEMPTED_EXIT_CODE)))
+
     # ------------------------------------------------ the loop
     stop = {"signal": None}
 
@@ -210,7 +222,8 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     progbar = keras.utils.Progbar(t.steps, stateful_metrics=["loss", "lr", "img/s"],
                                   verbose=1 if chief else 0)
     step, loss, rate = start, float("nan"), 0.0
-    with _signals(on_signal), writer.as_default():
+    signals = _signals(on_signal) if handler is None else contextlib.nullcontext()
+    with signals, writer.as_default():
         while step < t.steps:
             n = min(t.steps_per_loop, t.steps - step,
                     t.checkpoint_every - step % t.checkpoint_every)
@@ -231,8 +244,12 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             tf.summary.scalar("images_per_second", rate, step=step)
             if "after_loop" in hooks:
                 hooks["after_loop"](step)
+            if handler is not None:
+                handler.save_checkpoint_if_preempted()
             if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
                 manager.save(checkpoint_number=step)
+            if chief and t.summary_images_every and step % t.summary_images_every == 0:
+                _write_sample_images(model, dataset_fn, metadata, step)
             if stop["signal"]:
                 raise Preempted(step, manager.latest_checkpoint)
     result = TrainResult(step, loss, manager.latest_checkpoint, rate)
@@ -240,6 +257,20 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         with open(os.path.join(model_dir, "train_result.json"), "w") as f:
             json.dump(dataclasses.asdict(result), f, indent=2)
     return result
+
+
+def _write_sample_images(model, dataset_fn, metadata, step, count=3):
+    """TensorBoard: a few training crops, their ground truth and the prediction, coloured."""
+    batch = next(iter(dataset_fn(tf.distribute.InputContext(), step)))
+    images = batch["image"][:count]
+    pred = tf.argmax(model(images, training=False), axis=-1)
+    colors = tf.constant(metadata.colormap())
+    label = tf.cast(batch["label"][:count, ..., 0], tf.int32)
+    tf.summary.image("samples/image", tf.cast(images, tf.uint8), step=step, max_outputs=count)
+    tf.summary.image("samples/ground_truth", tf.gather(colors, label), step=step,
+                     max_outputs=count)
+    tf.summary.image("samples/prediction", tf.gather(colors, pred), step=step,
+                     max_outputs=count)
 
 
 @contextlib.contextmanager

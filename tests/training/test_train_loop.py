@@ -76,3 +76,15 @@ def test_partial_restore_skips_logits_of_another_num_classes(tmp_path, caplog):
     assert meta.num_classes == 5
     np.testing.assert_allclose(dst.get_layer("conv1_conv").kernel.numpy(),
                                src.get_layer("conv1_conv").kernel.numpy(), atol=1e-6)
+
+
+def test_tensorboard_scalars_and_sample_images(tmp_path):
+    config = tiny_config("train.steps=2,train.summary_images_every=2")
+    train_lib.train(config, str(tmp_path), META, dataset_fn(4))
+    tags = {}
+    for event_file in tf.io.gfile.glob(str(tmp_path / "train" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert {"loss", "learning_rate", "images_per_second"} <= set(tags)
+    assert tags["samples/prediction"] == [2] and "samples/ground_truth" in tags

@@ -20,6 +20,8 @@ flags.DEFINE_list("aspp_rates", None, "ASPP rates; default 6,12,18 at OS16, doub
 flags.DEFINE_integer("extra_blocks", 0, "Cascaded blocks 5-7 (0..3).")
 flags.DEFINE_enum("head", "aspp", ["aspp", "cascade"], "ASPP (Sec. 3.3) or cascade (Table 4).")
 flags.DEFINE_boolean("image_pooling", True, "Image-level features in ASPP.")
+flags.DEFINE_integer("aspp_filters", 256, "Channels of each ASPP branch (256 in the paper).")
+flags.DEFINE_list("depths", None, "Units per block, overriding the backbone's (e.g. 1,1,1,3).")
 flags.DEFINE_enum("layout", "keras", ["keras", "slim", "garden"], "ResNet v1 checkpoint layout.")
 flags.DEFINE_enum("stem", "7x7", ["7x7", "deep"], "ResNet stem: 7x7 or three 3x3 (beta).")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every backbone channel count.")
@@ -49,6 +51,8 @@ def main(argv):
             multi_grid=[int(m) for m in FLAGS.multi_grid],
             aspp_rates=[int(r) for r in FLAGS.aspp_rates] if FLAGS.aspp_rates else None,
             extra_blocks=FLAGS.extra_blocks, head=FLAGS.head, image_pooling=FLAGS.image_pooling,
+            aspp_filters=FLAGS.aspp_filters,
+            depths=[int(d) for d in FLAGS.depths] if FLAGS.depths else None,
             layout=FLAGS.layout, stem=FLAGS.stem, width_multiplier=FLAGS.width_multiplier)
     except ValueError as e:
         raise app.UsageError(str(e))

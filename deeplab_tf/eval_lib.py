@@ -99,15 +99,14 @@ def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
         matrix = metrics.ConfusionMatrixAccumulator(num_classes, metadata.ignore_label)
 
     def replica_step(features):
-        images, labels = _whole_image(features)
-
         def predict():
+            images, labels = _whole_image(features)
             probs = predict_probabilities(model, images, protocol, num_classes, model.mean_rgb)
             matrix.update(labels, tf.argmax(probs, -1))
             return tf.shape(images)[0]
 
         # The last step of an odd number of images leaves some replicas an empty batch.
-        return tf.cond(tf.shape(images)[0] > 0, predict, lambda: tf.constant(0))
+        return tf.cond(tf.shape(features["image"])[0] > 0, predict, lambda: tf.constant(0))
 
     # The element spec has None for height and width: one trace serves every image size.
     @tf.function(input_signature=[dist_dataset.element_spec])
@@ -149,6 +148,7 @@ def restore(model, path):
 
 def write_results(result, output_dir, metadata, step, extra=None):
     """JSON (atomically), TensorBoard scalars and the two plots of one evaluation."""
+    output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     record = dict(result, step=int(step), **(extra or {}))
     for name in (f"results-{step}.json", "results.json"):

@@ -28,16 +28,22 @@ def confusion_matrix(labels, predictions, num_classes, ignore_label=255):
       num_classes: C.
       ignore_label: ground-truth value whose pixels are left out.
     Raises:
-      InvalidArgumentError: a label other than `ignore_label`, or a prediction, outside
-        [0, C) (a dataset / model mismatch must not pass silently).
+      InvalidArgumentError: a label other than `ignore_label`, or a prediction, at or
+        above C (a dataset / model mismatch must not pass silently).
     """
     labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
     predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
     keep = tf.not_equal(labels, ignore_label)
     labels = tf.boolean_mask(labels, keep)
     predictions = tf.boolean_mask(predictions, keep)
-    return tf.math.confusion_matrix(labels, predictions, num_classes=num_classes,
-                                    dtype=tf.int64)
+    checks = [tf.debugging.assert_less(
+        values, tf.constant(num_classes, tf.int64),
+        message=f"{what} outside 0..{num_classes - 1} (ignore value {ignore_label}): do the "
+                f"dataset and the model have the same classes?")
+        for what, values in (("ground-truth labels", labels), ("predictions", predictions))]
+    with tf.control_dependencies(checks):
+        return tf.math.confusion_matrix(labels, predictions, num_classes=num_classes,
+                                        dtype=tf.int64)
 
 
 class ConfusionMatrixAccumulator:

@@ -18,17 +18,19 @@ METADATA = DatasetMetadata("toy", ("background", "thing", "stuff", "other"),
                            colors=((0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200)))
 
 
-def make_model_dir(path, image_pooling=True, output_stride=16, seed=0):
-    """A tiny DeepLabv3 model_dir (config, dataset metadata, one checkpoint) whose random
-    weights, damped so probabilities are not saturated, predict several classes."""
+def make_model_dir(path, metadata=METADATA, steps=30000, seed=0):
+    """A tiny DeepLabv3 model_dir (config trained at output stride 16, dataset metadata, one
+    checkpoint) whose random weights, damped so probabilities are not saturated, predict
+    several classes."""
     tf.keras.utils.set_random_seed(seed)
     tiny = dict(backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16,
-                image_pooling=image_pooling, output_stride=output_stride)
-    model = build_deeplabv3(METADATA.num_classes, **tiny)
+                output_stride=16)
+    model = build_deeplabv3(metadata.num_classes, **tiny)
     kernel, bias = model.get_layer("logits").get_weights()
     model.get_layer("logits").set_weights([kernel * 0.05, bias])
-    config = configs.ExperimentConfig(model=configs.ModelConfig(backbone_weights=None, **tiny))
-    model_dir.write_config(path, config, METADATA)
+    config = configs.ExperimentConfig(model=configs.ModelConfig(backbone_weights=None, **tiny),
+                                      train=configs.TrainConfig(steps=steps))
+    model_dir.write_config(path, config, metadata)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                                          model_dir.checkpoint_dir(path), max_to_keep=3)
     manager.save()

@@ -66,7 +66,7 @@ def plot_class_iou(iou, class_names, path, title="Per-class IoU"):
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU")
     ax.set_title(title)
-    figure.savefig(path, format="png")
+    figure.savefig(path, format="png", bbox_inches="tight")
 
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
@@ -91,4 +91,4 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     ax.set_title(title)
-    figure.savefig(path, format="png")
+    figure.savefig(path, format="png", bbox_inches="tight")

@@ -203,6 +203,9 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
     which `protocol_overrides` / `probabilities` replace. Returns (export_dir, model,
     metadata, protocol)."""
     config, _ = model_dir_lib.read_config(model_dir)
+    if os.path.exists(export_dir) and not overwrite:   # before minutes of loading
+        raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
+                              f"another --export_dir")
     overrides = dict(max_side=config.eval.max_side)
     overrides.update({k: v for k, v in protocol_overrides.items() if v is not None})
     protocol = Protocol.from_config(config.export, **overrides)

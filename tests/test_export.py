@@ -181,9 +181,8 @@ def build_tiny():
                            aspp_filters=16)
 
 
-def test_export_cli_refuses_an_existing_dir(exported):
+def test_existing_export_refused_before_any_work(exported, monkeypatch):
     root, _, export_dir = exported
-    run = subprocess.run(
-        [sys.executable, "-m", "deeplab_tf.tools.export", f"--model_dir={root / 'run'}",
-         f"--export_dir={export_dir}"], capture_output=True, text=True, cwd=REPO)
-    assert run.returncode == 1 and "exists: pass overwrite (--overwrite)" in run.stderr
+    monkeypatch.setattr(model_dir, "load_model", None)   # must not get that far
+    with pytest.raises(FileExistsError, match="exists: pass overwrite"):
+        export_lib.export_model_dir(root / "run", export_dir)

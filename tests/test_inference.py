@@ -10,7 +10,8 @@ from PIL import Image
 from deeplab_tf import configs, model_dir
 from deeplab_tf.data.metadata import DatasetMetadata
 from deeplab_tf.inference import (ImageError, Protocol, Segmenter, make_predictor,
-                                  predict_probabilities, read_image, to_rgb_uint8)
+                                  parse_scales, parse_size, predict_probabilities,
+                                  read_image, to_rgb_uint8)
 from deeplab_tf.modeling import build_deeplabv3
 
 MEAN = (120.0, 110.0, 100.0)
@@ -245,6 +246,15 @@ def test_pixel_limit_checked_on_the_header(tmp_path):
         read_image(tmp_path / "big.png", max_pixels=1000)
     with pytest.raises(ImageError, match=r"big\.png: not a readable image"):
         read_image(tmp_path / "big.png", max_pixels=2000)
+
+
+def test_flag_values_parse_with_clear_errors():
+    assert parse_scales(["0.5", "1"], "eval_scales") == (0.5, 1.0)
+    assert parse_size("513") == (513, 513) and parse_size("65x97") == (65, 97)
+    with pytest.raises(ValueError, match="--eval_scales=0.5,x: expected numbers"):
+        parse_scales(["0.5", "x"], "eval_scales")
+    with pytest.raises(ValueError, match="--pad_to='5x0'"):
+        parse_size("5x0", "pad_to")
 
 
 def test_protocol_rejects_bad_values():

@@ -1,8 +1,6 @@
-"""Confusion-matrix metrics against an independent NumPy computation."""
+"""Confusion-matrix metrics against an independent NumPy computation. The accumulator under
+2 replicas is tested in test_eval_lib.py (one subprocess holds one MirroredStrategy)."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -95,50 +93,3 @@ def test_accumulator_sums_batches():
     np.testing.assert_array_equal(acc.result(), expected)
     acc.reset()
     assert acc.result().sum() == 0
-
-
-_REPLICAS = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from deeplab_tf import metrics
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 5, (8, 9, 11)).astype(np.int32)
-    labels[rng.random(labels.shape) < 0.3] = 255
-    predictions = rng.integers(0, 5, labels.shape).astype(np.int32)
-    with strategy.scope():
-        acc = metrics.ConfusionMatrixAccumulator(5)
-    dataset = tf.data.Dataset.from_tensor_slices((labels, predictions)).batch(2)
-
-    @tf.function
-    def step(batch):
-        strategy.run(lambda t, p: acc.update(t, p), args=batch)
-
-    seen = []
-    for batch in strategy.experimental_distribute_dataset(dataset):
-        seen.append([int(tf.size(x)) for x in strategy.experimental_local_results(batch[0])])
-        step(batch)
-    one = metrics.confusion_matrix(labels, predictions, 5).numpy()
-    per_replica = [np.asarray(v).tolist() for v in strategy.experimental_local_results(acc.matrix)]
-    print(json.dumps(dict(replicas=strategy.num_replicas_in_sync, seen=seen,
-                          summed=acc.result().tolist(), one=one.tolist(),
-                          per_replica=per_replica)))
-""")
-
-
-def test_two_replicas_give_the_one_device_matrix():
-    # A subprocess: logical devices must be set before TF initializes, and a process holds
-    # one MirroredStrategy.
-    out = subprocess.run([sys.executable, "-c", _REPLICAS], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    assert all(min(s) > 0 for s in result["seen"])   # both replicas did receive data
-    np.testing.assert_array_equal(result["summed"], result["one"])
-    # Each replica holds only its own pixels until the matrix is read (summed once).
-    assert all(0 < np.sum(m) < np.sum(result["one"]) for m in result["per_replica"])
-    np.testing.assert_array_equal(np.sum(result["per_replica"], axis=0), result["one"])

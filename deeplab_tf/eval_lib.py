@@ -19,34 +19,14 @@ import keras
 import tensorflow as tf
 
 from deeplab_tf import metrics, model_dir as model_dir_lib, visualize
-from deeplab_tf.data import tfrecord
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 
 def records_dataset(pattern):
-    """Whole images and labels from TFRecords of deeplab-build-data, in file order:
-    {"image": uint8 [H, W, 3], "label": uint8 [H, W], "height", "width", "filename"}.
-
-    The evaluation mode of the data pipeline (deeplab_tf.data.pipeline) yields the same
-    dict; this reader needs nothing of it.
-    """
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
-
-    def parse(serialized):
-        features = tfrecord.parse_example(serialized)
-        image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED])
-        label = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED])[..., 0]
-        name = features[tfrecord.IMAGE_FILENAME]
-        check = tf.debugging.Assert(
-            tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.shape(label))),
-            ["image and label sizes differ in record", name, tf.shape(image), tf.shape(label)])
-        with tf.control_dependencies([check]):
-            return {"image": image, "label": tf.identity(label), "height": tf.shape(image)[0],
-                    "width": tf.shape(image)[1], "filename": name}
-
-    return tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    """Whole evaluation images of deeplab-build-data TFRecords (a glob, comma-separated
+    globs or a list): the data pipeline's eval mode, one image per element."""
+    from deeplab_tf.data import pipeline
+    return pipeline.build_dataset(pattern, mode="eval", global_batch_size=1)
 
 
 def _whole_image(features):
@@ -70,8 +50,9 @@ def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
       model: a DeepLabV3 (built inside `strategy.scope()` when a strategy is given).
       dataset: a tf.data.Dataset of dicts with "image" (RGB 0-255, [H, W, 3]) and "label"
         ([H, W] or [H, W, 1], 255 ignored), optionally "height"/"width" (the true size of
-        a padded element); elements may also come batched, then they are unbatched.
-        Every image is evaluated whole, one per replica per step.
+        a padded element); elements may also come batched, then they are unbatched, as
+        the eval mode of `deeplab_tf.data.pipeline.build_dataset` yields them. Every
+        image is evaluated whole, one per replica per step.
       metadata: the DatasetMetadata (class names, ignore value).
       protocol: an inference.Protocol.
       strategy: a tf.distribute strategy; None for the default one.
@@ -201,7 +182,14 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
         paths = [path]
     records = []
     for path in paths:
-        restore(model, path)
+        try:
+            restore(model, path)
+        except tf.errors.NotFoundError:
+            if not watch:
+                raise
+            # The training job's CheckpointManager (max_to_keep) deleted it meanwhile.
+            print(f"{path} was deleted before it could be evaluated; skipped")
+            continue
         step = checkpoint_step(path)
         if verbose:
             print(f"evaluating {path} (step {step}), {protocol}")

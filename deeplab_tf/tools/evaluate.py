@@ -60,12 +60,14 @@ def main(argv):
     if not records:
         raise app.UsageError("--records: no evaluation TFRecords given, and the config's "
                              "data.eval_records is empty")
-    if not tf.io.gfile.glob(records):
-        raise app.UsageError(f"--records={records!r}: no file matches")
+    try:
+        dataset = eval_lib.records_dataset(records)
+    except FileNotFoundError as e:
+        raise app.UsageError(f"--records: {e}")
     gpus = tf.config.list_logical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
     eval_lib.run_evaluation(
-        FLAGS.model_dir, eval_lib.records_dataset(records), checkpoint=FLAGS.checkpoint,
+        FLAGS.model_dir, dataset, checkpoint=FLAGS.checkpoint,
         output_dir=FLAGS.output_dir, protocol=protocol, strategy=strategy, watch=FLAGS.watch,
         watch_timeout=FLAGS.watch_timeout)
 

@@ -67,6 +67,11 @@ class TrainConfig:
     log_every: int = 10
     summary_images_every: int = 0      # 0: off
     seed: int = 0                      # weight initialization (the data has its own seed)
+    # deeplab-train's follow-up once training ends (the quickstart turns them on): evaluate
+    # on data.eval_records, export a SavedModel, write coloured predictions of N val images.
+    then_evaluate: bool = False
+    then_export: bool = False
+    then_predict: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,8 @@ def get_config(variant=None):
                         min_scale=0.75, max_scale=1.5, scale_step=0.0, shuffle_buffer=1000,
                         generate_synthetic=True),
         train=TrainConfig(steps=1500, batch_size=16, base_lr=0.05, warmup_steps=50,
-                          steps_per_loop=25, checkpoint_every=500, log_every=25),
+                          steps_per_loop=25, checkpoint_every=500, log_every=25,
+                          then_evaluate=True, then_export=True, then_predict=4),
         eval=EvalConfig(output_stride=8, scales=(1.0,), flip=False),
         export=ExportConfig(output_stride=8),
     )

@@ -8,7 +8,9 @@ by SIGTERM/SIGINT (or preemption) after saving a checkpoint, rerun the same comm
 resume; 1 on a non-finite loss (the last good checkpoint is kept); 2 on bad flags.
 """
 import logging
+import os
 import sys
+import time
 
 from absl import app, flags
 
@@ -43,8 +45,12 @@ def load_config(experiment, overrides):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    start = time.time()
     config = load_config(FLAGS.experiment, FLAGS.params_override)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("deeplab_tf").setLevel(logging.INFO)
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress
     import keras
     from deeplab_tf import train_lib
     if FLAGS.mixed_precision:
@@ -65,8 +71,69 @@ def main(argv):
     except train_lib.NonFiniteLossError as e:
         logging.error("%s", e)
         sys.exit(1)
-    print(f"trained {result.step} steps, final loss {result.loss:.4f}, "
-          f"checkpoint {result.checkpoint}")
+    artifacts = [("checkpoint", result.checkpoint),
+                 ("config", os.path.join(FLAGS.model_dir, "config.json")),
+                 ("TensorBoard logs", os.path.join(FLAGS.model_dir, "train"))]
+    if result.loss == result.loss:  # not NaN: steps were run
+        print(f"\ntrained to step {result.step} in {time.time() - start:.0f} s, final loss "
+              f"{result.loss:.4f}")
+    else:
+        print(f"\nalready trained: step {result.step} of {config.train.steps}")
+    artifacts += after_training(config, FLAGS.model_dir)
+    print(f"\ndone in {time.time() - start:.0f} s. Artifacts:")
+    for name, path in artifacts:
+        print(f"  {name:<22} {path}")
+
+
+def after_training(config, model_dir):
+    """The quickstart's follow-up (train.then_*): evaluation with the per-class table, a
+    SavedModel, coloured predictions of a few validation images. Returns the artifacts."""
+    t, artifacts = config.train, []
+    if t.then_evaluate:
+        from deeplab_tf import eval_lib
+        dataset = eval_lib.records_dataset(config.data.eval_records)
+        record = eval_lib.run_evaluation(model_dir, dataset)[-1]
+        print(f"\nval mIoU {record['miou']:.4f}, pixel accuracy {record['pixel_accuracy']:.4f}")
+        for name, iou in record["per_class_iou"].items():
+            print(f"  {name:<20} {'-' if iou is None else f'{iou:.4f}'}")
+        eval_dir = os.path.join(model_dir, "eval")
+        artifacts += [("eval results", os.path.join(eval_dir, "results.json")),
+                      ("per-class IoU chart", os.path.join(eval_dir, "class_iou.png")),
+                      ("confusion matrix", os.path.join(eval_dir, "confusion_matrix.png"))]
+    if t.then_export:
+        from deeplab_tf import export_lib
+        export_dir = os.path.join(model_dir, "export")
+        export_lib.export_model_dir(model_dir, export_dir, overwrite=True)
+        artifacts.append(("SavedModel", export_dir))
+    if t.then_predict:
+        artifacts.append(("predictions", write_predictions(config, model_dir, t.then_predict)))
+    return artifacts
+
+
+def write_predictions(config, model_dir, count):
+    """Coloured masks and overlays of the first `count` validation images."""
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+    from deeplab_tf import visualize
+    from deeplab_tf.data import pipeline, tfrecord
+    from deeplab_tf.inference import Segmenter
+    segmenter = Segmenter(model_dir)
+    out_dir = os.path.join(model_dir, "predictions")
+    os.makedirs(out_dir, exist_ok=True)
+    colormap = segmenter.metadata.colormap()
+    records = tf.data.TFRecordDataset(pipeline.list_files(config.data.eval_records))
+    for serialized in records.take(count):
+        features = tfrecord.parse_example(serialized)
+        image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED]).numpy()
+        truth = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED]).numpy()[..., 0]
+        name = features[tfrecord.IMAGE_FILENAME].numpy().decode()
+        labels, _ = segmenter.segment(image)
+        row = np.concatenate([image, visualize.colorize(truth, colormap),
+                              visualize.colorize(labels, colormap),
+                              visualize.overlay(image, labels, colormap)], axis=1)
+        Image.fromarray(row).save(os.path.join(out_dir, f"{name}.png"))
+    return out_dir
 
 
 def run():

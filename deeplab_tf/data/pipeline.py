@@ -48,6 +48,50 @@ def _decode(serialized):
     return image, label, features[tfrecord.IMAGE_FILENAME]
 
 
+def _image_size(encoded):
+    """(height, width) from the JPEG or PNG header, without decoding."""
+    def png():  # IHDR: big-endian width, height at bytes 16..23
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8), tf.int32)
+        w = b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]
+        h = b[4] * 2 ** 24 + b[5] * 2 ** 16 + b[6] * 2 ** 8 + b[7]
+        return tf.stack([h, w])
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.image.extract_jpeg_shape(encoded)[:2], png)
+
+
+def _decode_crop(serialized, key, crop_size, min_scale, max_scale, scale_step, flip,
+                 pad_value, ignore_label):
+    """Parses, decodes only the source window of a random crop (JPEG: cropped decoding,
+    the same pixels as a full decode) and augments it (augment.apply_crop)."""
+    features = tfrecord.parse_example(serialized)
+    encoded = features[tfrecord.IMAGE_ENCODED]
+    size = _image_size(encoded)
+    crop = augment.sample_crop(key, size[0], size[1], crop_size, min_scale, max_scale,
+                               scale_step, flip)
+    y0, x0 = crop["y0"], crop["x0"]
+    h, w = crop["y1"] - y0 + 1, crop["x1"] - x0 + 1
+
+    def jpeg():
+        # A cropped decode differs from a full one in its outermost row/column (chroma
+        # upsampling lacks the neighbour there): decode one pixel more on every side.
+        my0, mx0 = tf.maximum(y0 - 1, 0), tf.maximum(x0 - 1, 0)
+        my1, mx1 = tf.minimum(y0 + h, size[0] - 1), tf.minimum(x0 + w, size[1] - 1)
+        wide = tf.io.decode_and_crop_jpeg(
+            encoded, tf.stack([my0, mx0, my1 - my0 + 1, mx1 - mx0 + 1]), channels=3,
+            dct_method="INTEGER_ACCURATE")
+        return wide[y0 - my0:y0 - my0 + h, x0 - mx0:x0 - mx0 + w]
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg,
+                    lambda: tf.io.decode_png(encoded, channels=3)[y0:y0 + h, x0:x0 + w])
+    label = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED])
+    check = tf.debugging.assert_equal(tf.shape(label)[:2], size, message=(
+        "image and label sizes differ in record"))
+    with tf.control_dependencies([check]):
+        label = label[y0:y0 + h, x0:x0 + w]
+    image, label = augment.apply_crop(image, label, crop, crop_size, pad_value, ignore_label)
+    return image, label, features[tfrecord.IMAGE_FILENAME]
+
+
 def _shard(input_context):
     if input_context is None:
         return 1, 0, 1
@@ -162,11 +206,9 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
     fold = tf.random.experimental.stateless_fold_in
 
     def load(epoch, g, k, record):
-        image, label, filename = _decode(record)
         key = fold(fold(fold(base_key, epoch), g), k)
-        image, label = augment.random_scale_crop_flip(
-            image, label, key, crop_size, min_scale, max_scale, scale_step, flip, pad_value,
-            ignore_label)
+        image, label, filename = _decode_crop(record, key, crop_size, min_scale, max_scale,
+                                              scale_step, flip, pad_value, ignore_label)
         out = {"image": image, "label": label}
         if with_metadata:
             out.update(filename=filename, index=g, epoch=epoch, copy=k)

@@ -234,6 +234,17 @@ def test_real_voc_samples(tmp_path):
         assert b["filename"][0].decode() == name
         np.testing.assert_array_equal(b["image"][0], image)  # == Pillow, exactly
         np.testing.assert_array_equal(b["label"][0, ..., 0], label)
+    # Training decodes only the crop's window of a JPEG: the same pixels as a full decode.
+    decode_crop = tf.function(lambda r, k: pipeline._decode_crop(
+        r, k, (211, 211), 0.5, 2.0, 0.0, True, augment.MEAN_RGB, 255))
+    for i in range(24):
+        record, (_, image, label) = examples[i % 8], originals[i % 8]
+        key = tf.constant([i, 9], tf.int64)
+        windowed = decode_crop(record, key)
+        full = augment.random_scale_crop_flip(image, label[..., None], key, (211, 211),
+                                              scale_step=0.0)
+        np.testing.assert_array_equal(windowed[0].numpy(), full[0].numpy())
+        np.testing.assert_array_equal(windowed[1].numpy(), full[1].numpy())
     values = set(np.unique(np.concatenate([l.ravel() for _, _, l in originals])).tolist())
     for batch in _batches(str(path), 2, global_batch_size=4, crop_size=(321, 321)):
         assert batch["image"].shape == (4, 321, 321, 3)

@@ -137,8 +137,8 @@ def apply_crop(image_window, label_window, crop, crop_size, pad_value=MEAN_RGB,
     # Flipping the (small, uint8) window equals flipping the resized output.
     image_window = tf.cond(flip, lambda: tf.reverse(image_window, [1]), lambda: image_window)
     label_window = tf.cond(flip, lambda: tf.reverse(label_window, [1]), lambda: label_window)
-    image = tf.compat.v1.image.resize_bilinear(image_window[None], tf.stack([vh, vw]),
-                                               align_corners=True)[0]
+    image = tf.raw_ops.ResizeBilinear(images=image_window[None], size=tf.stack([vh, vw]),
+                                      align_corners=True)[0]
     lab = label_window[..., 0]
     lab = tf.gather(lab, _nearest_indices(vh, tf.shape(lab)[0]), axis=0)
     # Gathering rows of the transpose is several times faster than gathering columns.

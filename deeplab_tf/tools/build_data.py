@@ -43,6 +43,8 @@ from absl import app, flags
 from deeplab_tf.data import converters
 from deeplab_tf.data.writer import DatasetError
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 # Common to every dataset.
 flags.DEFINE_string("root", None, "Dataset root directory (see DATASET above).")
@@ -147,14 +149,7 @@ def main(argv):
 
 
 def run():
-    # As a console script, __main__ is the wrapper, which absl's --help would list no flags
-    # for: make this module's flags and docstring the main module's.
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    main_module = sys.modules["__main__"]
-    if not main_module.__doc__:
-        main_module.__doc__ = __doc__
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ spreads the images over them.
 """
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
                     "checkpoints/.", required=True)
@@ -73,7 +75,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

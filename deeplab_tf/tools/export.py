@@ -15,6 +15,8 @@ an existing --export_dir is replaced only with --overwrite.
 """
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
                     "checkpoints/.", required=True)
@@ -81,7 +83,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

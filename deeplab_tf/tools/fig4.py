@@ -19,6 +19,8 @@ from absl import app, flags
 
 from deeplab_tf.analysis import fig4
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string(
@@ -59,7 +61,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

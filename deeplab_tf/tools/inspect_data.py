@@ -22,6 +22,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "TFRecord file pattern (comma-separated globs allowed).")
 flags.DEFINE_string("output_dir", None, "Where the sample PNGs go (created if needed).")
@@ -124,14 +126,7 @@ def main(argv):
 
 
 def run():
-    # As a console script __main__ is the wrapper: make this module's flags and docstring
-    # the ones --help shows.
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    main_module = sys.modules["__main__"]
-    if not main_module.__doc__:
-        main_module.__doc__ = __doc__
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import sys
 
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A model_dir or a SavedModel directory (detected).",
                     required=True)
@@ -133,7 +135,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import json
 
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("backbone", "resnet101", "resnet50 | resnet101 | resnet152 | resnet_tiny.")
 flags.DEFINE_integer("output_stride", 16, "8, 16 or 32 (64-256 with --extra_blocks). "
@@ -66,7 +68,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import time
 
 from absl import app, flags
 
+from deeplab_tf.tools import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", "quickstart",
                     "Preset in experiments/: NAME or NAME.VARIANT (e.g. voc_r101_os16_aspp, "
@@ -137,7 +139,7 @@ def write_predictions(config, model_dir, count):
 
 
 def run():
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

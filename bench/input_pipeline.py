@@ -14,11 +14,18 @@ measured 195 images/s for Model Garden's parser on this 2-core machine.
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-import numpy as np
-import tensorflow as tf
+# TF's default CPU allocator hands large buffers back to the OS, so every 3 MB crop and
+# 50 MB batch is page-faulted in afresh; the BFC pool reuses them (1.3-2x faster here).
+# It must be chosen before TensorFlow starts. --default_allocator measures without it.
+if "--default_allocator" not in sys.argv:
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from deeplab_tf.data import augment, pipeline, tfrecord
 
@@ -101,6 +108,8 @@ def main():
     parser.add_argument("--crop", type=int, default=513)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--skip_naive", action="store_true")
+    parser.add_argument("--default_allocator", action="store_true",
+                        help="don't set TF_CPU_ALLOCATOR_USE_BFC=1")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pattern = args.records
@@ -108,7 +117,8 @@ def main():
             pattern = os.path.join(tmp, "bench.tfrecord")
             make_records(pattern)
         print(f"tf={tf.__version__} cpus={os.cpu_count()} records={pattern} "
-              f"batch={args.batch} crop={args.crop}", flush=True)
+              f"batch={args.batch} crop={args.crop} TF_CPU_ALLOCATOR_USE_BFC="
+              f"{os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '')}", flush=True)
         ds = pipeline.build_dataset(pattern, global_batch_size=args.batch, crop_size=args.crop,
                                     shuffle_buffer=256)
         cores = len(os.sched_getaffinity(0))

@@ -237,7 +237,7 @@ def test_real_voc_samples(tmp_path):
     # Training decodes only the crop's window of a JPEG: the same pixels as a full decode.
     decode_crop = tf.function(lambda r, k: pipeline._decode_crop(
         r, k, (211, 211), 0.5, 2.0, 0.0, True, augment.MEAN_RGB, 255))
-    for i in range(24):
+    for i in range(16):
         record, (_, image, label) = examples[i % 8], originals[i % 8]
         key = tf.constant([i, 9], tf.int64)
         windowed = decode_crop(record, key)

@@ -257,7 +257,6 @@ def test_inspect_data_tool(tmp_path):
     import sys
 
     from deeplab_tf.data.converters import synthetic as synthetic_converter
-    from deeplab_tf.tools import inspect_data
     data = tmp_path / "data"
     synthetic_converter.convert(str(data), num_train=6, num_val=2, num_shards=1,
                                 progress=False)
@@ -278,4 +277,11 @@ def test_inspect_data_tool(tmp_path):
         assert array.shape == (96, 80, 3)
         if name.endswith("_mask.png"):
             assert {tuple(c) for c in array.reshape(-1, 3)} <= allowed
-    assert inspect_data.read_manifest(str(tmp_path / "nowhere" / "x-*.tfrecord")) is None
+    # Tools define absl flags at import (another tool module may already have defined
+    # --output_dir in this process): call the tool's function in a process of its own.
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys; from deeplab_tf.tools import inspect_data; "
+         "print(inspect_data.read_manifest(sys.argv[1]))",
+         str(tmp_path / "nowhere" / "x-*.tfrecord")], capture_output=True, text=True,
+        timeout=120)
+    assert check.returncode == 0 and check.stdout.strip() == "None", check.stderr[-2000:]

@@ -55,13 +55,14 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress
     import keras
     from deeplab_tf import train_lib
+    from deeplab_tf.data import training_input
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     if config.data.generate_synthetic:
-        train_lib.ensure_synthetic_records(config.data.train_records, config.data.seed)
+        training_input.ensure_synthetic_records(config.data.train_records, config.data.seed)
     try:
-        metadata = train_lib.dataset_metadata(config.data.train_records)
-        dataset_fn = train_lib.records_dataset_fn(config, metadata)
+        metadata = training_input.dataset_metadata(config.data.train_records)
+        dataset_fn = training_input.records_dataset_fn(config, metadata)
     except (OSError, ValueError) as e:
         raise app.UsageError(f"data.train_records={config.data.train_records!r}: {e}")
     strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)

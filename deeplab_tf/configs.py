@@ -24,8 +24,10 @@ class ModelConfig:
     aspp_filters: int = 256
     dropout_rate: float = 0.0
     bn_momentum: float = 0.9997        # the original's decay; short runs from scratch: ~0.99
+    activation: str = "relu"           # "swish" for Model Garden's registered configs
     layout: str = "keras"
     stem: str = "7x7"
+    input_normalization: Optional[str] = None      # None: what the layout's weights expect
     depths: Optional[Tuple[int, ...]] = None
     width_multiplier: float = 1.0
     backbone_weights: Optional[str] = "imagenet"   # "imagenet", a weights file, or None
@@ -284,5 +286,6 @@ def model_kwargs(model_config, num_classes, sync_bn=False):
         num_classes=num_classes, backbone=m.backbone, output_stride=m.output_stride,
         multi_grid=m.multi_grid, aspp_rates=m.aspp_rates, extra_blocks=m.extra_blocks,
         head=m.head, image_pooling=m.image_pooling, aspp_filters=m.aspp_filters,
-        dropout_rate=m.dropout_rate, bn_momentum=m.bn_momentum, layout=m.layout,
-        stem=m.stem, depths=m.depths, width_multiplier=m.width_multiplier, sync_bn=sync_bn)
+        dropout_rate=m.dropout_rate, bn_momentum=m.bn_momentum, activation=m.activation,
+        layout=m.layout, stem=m.stem, depths=m.depths, width_multiplier=m.width_multiplier,
+        input_normalization=m.input_normalization, sync_bn=sync_bn)

@@ -38,12 +38,14 @@ class DeepLabV3(keras.Model):
       bn_momentum: BN moving-average decay, 0.9997 as the original; short runs from
         scratch need less (e.g. 0.99).
       sync_bn: synchronized BN across replicas.
+      activation: "relu" (the paper) or "swish" (Model Garden's registered configs).
       layout: "keras", "slim" or "garden" (`resnet.LAYOUTS`): stride position, conv bias,
         BN epsilon and padding of the checkpoints to be loaded.
       stem: "7x7" or "deep" (TF-slim `resnet_v1_*_beta`).
       depths: units per block, overriding the backbone's (e.g. (1, 1, 1, 3)).
       width_multiplier: scales every backbone channel count (1.0 for ImageNet weights).
-      input_normalization: "caffe", "tf" or "torch"; None = what the layout's weights expect.
+      input_normalization: "caffe", "tf", "torch" or "rgb_mean" (`layers.NORMALIZATIONS`);
+        None = what the layout's weights expect.
       upsample_logits: resize logits to the input size inside the model (the paper keeps
         the ground truth intact, Sec. 4.1); False returns logits at the output stride.
       backbone_weights: None, "imagenet" or a keras.applications weights file (layout
@@ -53,9 +55,9 @@ class DeepLabV3(keras.Model):
     def __init__(self, num_classes, backbone="resnet101", output_stride=16,
                  multi_grid=(1, 2, 4), aspp_rates=None, extra_blocks=0, head="aspp",
                  image_pooling=True, aspp_filters=256, dropout_rate=0.0, bn_momentum=0.9997,
-                 sync_bn=False, layout="keras", stem="7x7", depths=None, width_multiplier=1.0,
-                 input_normalization=None, upsample_logits=True, backbone_weights=None,
-                 **kwargs):
+                 sync_bn=False, activation="relu", layout="keras", stem="7x7", depths=None,
+                 width_multiplier=1.0, input_normalization=None, upsample_logits=True,
+                 backbone_weights=None, **kwargs):
         if layout not in resnet.LAYOUTS:
             raise ValueError(f"layout={layout!r}, expected one of {sorted(resnet.LAYOUTS)}")
         if depths is None and backbone not in resnet.DEPTHS:
@@ -78,13 +80,13 @@ class DeepLabV3(keras.Model):
             multi_grid=multi_grid, extra_blocks=extra_blocks,
             stride_position=lay.stride_position, conv_bias=lay.conv_bias,
             bn_epsilon=lay.bn_epsilon, padding=lay.padding, pool_padding=lay.pool_padding,
-            stem=stem, bn_momentum=bn_momentum, sync_bn=sync_bn)
+            stem=stem, bn_momentum=bn_momentum, sync_bn=sync_bn, activation=activation)
         features = endpoints[f"block{4 + extra_blocks}"]
         if head == "aspp":
             features = aspp(features, aspp_rates or default_aspp_rates(output_stride),
                             filters=aspp_filters, image_pooling=image_pooling,
                             bn_momentum=bn_momentum, bn_epsilon=lay.bn_epsilon,
-                            sync_bn=sync_bn)
+                            sync_bn=sync_bn, activation=activation)
         if dropout_rate:
             features = keras.layers.Dropout(dropout_rate, name="dropout")(features)
         logits = Conv(num_classes, 1, use_bias=True, kernel_initializer="glorot_uniform",
@@ -100,7 +102,8 @@ class DeepLabV3(keras.Model):
             multi_grid=multi_grid, aspp_rates=aspp_rates, extra_blocks=int(extra_blocks),
             head=head, image_pooling=bool(image_pooling), aspp_filters=int(aspp_filters),
             dropout_rate=float(dropout_rate), bn_momentum=float(bn_momentum),
-            sync_bn=bool(sync_bn), layout=layout, stem=stem, depths=depths,
+            sync_bn=bool(sync_bn), activation=activation, layout=layout, stem=stem,
+            depths=depths,
             width_multiplier=float(width_multiplier),
             input_normalization=input_normalization, upsample_logits=bool(upsample_logits))
         if backbone_weights is not None:

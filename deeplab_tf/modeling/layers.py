@@ -198,7 +198,21 @@ NORMALIZATIONS = {
     "tf": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
     # Model Garden / torchvision: ImageNet mean and standard deviation.
     "torch": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    # research/deeplab's resnet_v1_50/101 (not the _beta ones): RGB minus its ImageNet mean.
+    "rgb_mean": ((123.15, 115.90, 103.06), (1.0, 1.0, 1.0)),
 }
+
+# The paper's networks use ReLU; Model Garden's registered DeepLabV3 configs use swish.
+ACTIVATIONS = ("relu", "swish")
+
+
+def activation_layer(activation, name):
+    """The nonlinearity after every BN of the model (ReLU in the paper)."""
+    if activation == "relu":
+        return keras.layers.ReLU(name=name)
+    if activation == "swish":
+        return keras.layers.Activation("swish", name=name)
+    raise ValueError(f"{name}: activation={activation!r}, expected one of {ACTIVATIONS}")
 
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
@@ -210,8 +224,8 @@ class InputNormalization(keras.layers.Layer):
     images are padded with (it normalizes to zero).
 
     Args:
-      mode: "caffe" (keras.applications: BGR, mean subtracted), "tf" ([-1, 1], TF-slim) or
-        "torch" (mean/std, Model Garden).
+      mode: "caffe" (keras.applications: BGR, mean subtracted), "tf" ([-1, 1], TF-slim),
+        "torch" (mean/std, Model Garden) or "rgb_mean" (research/deeplab's resnet_v1).
     """
 
     def __init__(self, mode="caffe", **kwargs):

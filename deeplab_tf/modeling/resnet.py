@@ -18,7 +18,7 @@ import dataclasses
 
 import keras
 
-from deeplab_tf.modeling.layers import Conv, MaxPool
+from deeplab_tf.modeling.layers import Conv, MaxPool, activation_layer
 
 # Units per block (block1..block4) of each named backbone.
 DEPTHS = {
@@ -89,7 +89,7 @@ def block_rates(num_blocks, output_stride, stride_position="1x1_first"):
 def resnet_v1(inputs, depths, width_multiplier=1.0, output_stride=16, multi_grid=None,
               extra_blocks=0, stride_position="1x1_first", conv_bias=True, bn_epsilon=1.001e-5,
               padding="explicit", pool_padding="explicit", stem="7x7", bn_momentum=0.9997,
-              sync_bn=False):
+              sync_bn=False, activation="relu"):
     """Builds ResNet v1 (bottleneck units) on `inputs`; returns a dict of endpoints.
 
     Args:
@@ -105,6 +105,7 @@ def resnet_v1(inputs, depths, width_multiplier=1.0, output_stride=16, multi_grid
       stem: "7x7" (ResNet) or "deep" (three 3x3 convs, `resnet_v1_*_beta`).
       bn_momentum: BN moving-average decay (0.9997 in the paper's implementation).
       sync_bn: synchronized BN across replicas (batch statistics over the global batch).
+      activation: "relu" (the paper) or "swish" (`layers.ACTIVATIONS`).
 
     Returns:
       {"stem": ..., "block1": ..., "block{4 + extra_blocks}": ...}: block outputs.
@@ -131,7 +132,7 @@ def resnet_v1(inputs, depths, width_multiplier=1.0, output_stride=16, multi_grid
                  use_bias=conv_bias, name=f"{name}_conv")(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
                                             synchronized=sync_bn, name=f"{name}_bn")(x)
-        return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+        return activation_layer(activation, f"{name}_relu")(x) if relu else x
 
     if stem == "7x7":
         x = conv_bn(inputs, width(64), 7, "conv1", strides=2, pad=padding)
@@ -169,7 +170,7 @@ def resnet_v1(inputs, depths, width_multiplier=1.0, output_stride=16, multi_grid
                         pad=padding if s3 > 1 else "same")
             y = conv_bn(y, 4 * filters, 1, f"{name}_3", relu=False)
             x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-            x = keras.layers.ReLU(name=f"{name}_out")(x)
+            x = activation_layer(activation, f"{name}_out")(x)
         endpoints[f"block{b + 1}"] = x
     return endpoints
 

@@ -19,6 +19,7 @@ CHOICES = {
     "strides": 2,
     "dilation_rate": 1,
     "kernel_size": 3,
+    "activation": "swish",
 }
 
 
@@ -65,7 +66,8 @@ def test_layer_config_round_trip(cls):
 def test_deeplab_config_round_trip():
     args = dict(TINY, num_classes=4, output_stride=8, multi_grid=(1, 2, 2),
                 aspp_rates=(3, 6, 9), extra_blocks=1, head="aspp", image_pooling=False,
-                dropout_rate=0.1, bn_momentum=0.9, sync_bn=True, layout="slim", stem="deep",
+                dropout_rate=0.1, bn_momentum=0.9, sync_bn=True, activation="swish",
+                layout="slim", stem="deep",
                 depths=(1, 1, 1, 3), input_normalization="torch", upsample_logits=False)
     model = DeepLabV3(**args)
     config = model.get_config()

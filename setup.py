@@ -26,6 +26,9 @@ setup(
         "coco": ["pycocotools"],
         # SBD conversion reads MATLAB .mat files.
         "sbd": ["scipy"],
+        # Model Garden, for the cross-check tests (tests/garden). It pins tensorflow~=2.20
+        # and builds tf_keras (Keras 2) models: install it in its own venv.
+        "garden": ["tf-models-official==2.20.0"],
     },
     entry_points={
         "console_scripts": [
@@ -37,6 +40,7 @@ setup(
             "deeplab-eval=deeplab_tf.tools.evaluate:run",
             "deeplab-export=deeplab_tf.tools.export:run",
             "deeplab-predict=deeplab_tf.tools.predict:run",
+            "deeplab-convert-checkpoint=deeplab_tf.tools.convert_checkpoint:run",
         ]
     },
 )

@@ -160,8 +160,10 @@ def resnet_v1(inputs, depths, width_multiplier=1.0, output_stride=16, multi_grid
             if u == 0:
                 shortcut = conv_bn(x, 4 * filters, 1, f"{name}_0", strides=unit_stride,
                                    relu=False)
-            elif unit_stride > 1:
-                # TF-slim subsamples the identity of a strided last unit.
+            elif stride_position == "3x3_last" and u == units - 1 and b < len(depths) - 1:
+                # TF-slim subsamples the identity of a strided last unit. The layer exists
+                # (stride 1 when atrous) at every output stride: object-based checkpoints
+                # match layers by position, so the layer list must not depend on it.
                 shortcut = keras.layers.MaxPooling2D(1, unit_stride, name=f"{name}_0_pool")(x)
             else:
                 shortcut = x

@@ -116,3 +116,19 @@ def test_set_output_stride_keeps_every_variable():
     x = np.random.default_rng(0).uniform(0, 255, (1, 65, 65, 3)).astype("float32")
     for m in (model, os8):
         assert np.all(np.isfinite(m.predict(x, verbose=0)))
+
+
+@pytest.mark.parametrize("layout", ["keras", "slim", "garden"])
+def test_checkpoint_restores_at_another_output_stride(tmp_path, layout):
+    """Object-based checkpoints match layers by position: the layer list of every layout
+    must not depend on the output stride (train at 16, evaluate at 8)."""
+    import tensorflow as tf
+    options = dict(TINY, depths=(1, 2, 2, 3), layout=layout)   # strided units not first
+    model = build_deeplabv3(3, output_stride=16, **options)
+    for v in model.weights:
+        v.assign(np.random.default_rng(0).normal(0, 0.1, v.shape))
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    os8 = build_deeplabv3(3, output_stride=8, **options)
+    tf.train.Checkpoint(model=os8).read(path).assert_consumed()
+    for a, b in zip(os8.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

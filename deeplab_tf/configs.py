@@ -50,6 +50,10 @@ class DataConfig:
     # Generate the embedded synthetic dataset into the records' folder if it has no
     # manifest yet (the quickstart and tests; deeplab_tf.data.synthetic).
     generate_synthetic: bool = False
+    # Train without records that fail their CRC or do not decode (one decoding pass at the
+    # start finds them; deeplab-train reports how many). False: such a record is an error
+    # naming its shard and index.
+    skip_corrupt_records: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,10 @@ SavedModel signatures:
          probabilities float32 [N, Hmax, Wmax, C] (0 in the padding), if exported with them.
       Bytes are decoded as they are: EXIF orientation is NOT applied (tf.io ignores it);
       grayscale, alpha, palette and 16-bit PNGs become RGB 8-bit as tf.io.decode_png does.
-      Bytes that are not a JPEG or PNG fail with InvalidArgument naming the image's index.
-  predict_images(images: uint8 [N, H, W, 3], any H and W)
+      Bytes that are not a JPEG or PNG fail with InvalidArgument naming the image's index,
+      as does an image whose header gives 0 pixels or more than `max_pixels` (checked
+      before decoding: a small file cannot make the server allocate gigabytes).
+  predict_images(images: uint8 [N, H, W, 3], 1 <= H*W <= max_pixels)
       -> labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]).
 Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
 `colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata) and `protocol_json`
@@ -34,8 +36,9 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from deeplab_tf import model_dir as model_dir_lib
-from deeplab_tf.data.tfrecord import decode_image
-from deeplab_tf.inference import Protocol, predict_probabilities
+from deeplab_tf.data.tfrecord import decode_image, image_size
+from deeplab_tf.errors import short_message
+from deeplab_tf.inference import DEFAULT_MAX_PIXELS, Protocol, predict_probabilities
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients; saving the atrous convolution's custom gradient (the
@@ -55,23 +58,34 @@ def _outputs_fn(model, protocol, with_probabilities):
     return outputs
 
 
-def _decode(data, index):
-    """RGB uint8 of JPEG/PNG bytes, the training pipeline's decoder; anything else is an
-    InvalidArgument naming the image."""
-    known = tf.logical_or(tf.io.is_jpeg(data),
-                          tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC))
-    message = tf.strings.join([
-        "serving_default: images[", tf.strings.as_string(index), "] (",
-        tf.strings.as_string(tf.strings.length(data)), " bytes) is not a JPEG or PNG image"])
-    check = tf.debugging.Assert(known, [message])
+def _decode(data, index, max_pixels):
+    """RGB uint8 of JPEG/PNG bytes, the training pipeline's decoder, once the header's size
+    is checked; anything else is an InvalidArgument naming the image."""
+    png = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC),
+                         tf.strings.length(data) >= 33)   # signature + IHDR chunk
+    where = tf.strings.join(["serving_default: images[", tf.strings.as_string(index), "] (",
+                             tf.strings.as_string(tf.strings.length(data)), " bytes)"])
+    check = tf.debugging.Assert(tf.logical_or(tf.io.is_jpeg(data), png), [tf.strings.join(
+        [where, " is not a JPEG or PNG image, or its header is cut off"])])
     with tf.control_dependencies([check]):
+        data = tf.identity(data)
+    with tf.control_dependencies([_check_size(image_size(data), max_pixels, where)]):
         return decode_image(tf.identity(data), channels=3)
+
+
+def _check_size(size, max_pixels, where):
+    """An assertion that 1 <= height * width <= max_pixels, naming the image and its size."""
+    pixels = tf.cast(size[0], tf.int64) * tf.cast(size[1], tf.int64)
+    return tf.debugging.Assert(tf.logical_and(pixels >= 1, pixels <= max_pixels), [
+        tf.strings.join([where, " is ", tf.strings.as_string(size[1]), "x",
+                         tf.strings.as_string(size[0]), " (WxH) pixels: expected 1 to ",
+                         str(max_pixels), " (max_pixels)"])])
 
 
 class _Serving(tf.Module):
     """The exported object: two signatures, the model's variables, the metadata."""
 
-    def __init__(self, model, metadata, protocol, with_probabilities):
+    def __init__(self, model, metadata, protocol, with_probabilities, max_pixels):
         super().__init__(name="deeplab_serving")
         # Variables only: the Keras model stays out of the object graph (TFLite trap).
         self.model_variables = list(model.variables)
@@ -85,19 +99,22 @@ class _Serving(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
                                                     name="images")])
         def predict_images(images):
-            return outputs(tf.cast(images, tf.float32))
+            check = _check_size(tf.shape(images)[1:3], max_pixels, "predict_images: each image")
+            with tf.control_dependencies([check]):
+                return outputs(tf.cast(images, tf.float32))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         def serve_bytes(images):
             # Sizes first, to pad every output to the largest image: each image is decoded
             # twice, which costs little next to the model.
             indices = tf.range(tf.shape(images)[0])
-            sizes = tf.map_fn(lambda i: tf.shape(_decode(images[i], i))[:2], indices,
+            sizes = tf.map_fn(lambda i: tf.shape(_decode(images[i], i, max_pixels))[:2],
+                              indices,
                               fn_output_signature=tf.int32)
             largest = tf.reduce_max(tf.concat([sizes, [[0, 0]]], 0), axis=0)
 
             def one(i):
-                out = outputs(tf.cast(_decode(images[i], i), tf.float32)[None])
+                out = outputs(tf.cast(_decode(images[i], i, max_pixels), tf.float32)[None])
                 pad = [[0, largest[0] - sizes[i, 0]], [0, largest[1] - sizes[i, 1]]]
                 padded = {"labels": tf.pad(out["labels"][0], pad, constant_values=255)}
                 if with_probabilities:
@@ -130,22 +147,34 @@ def _replace_dir(tmp, export_dir, overwrite):
         os.replace(tmp, export_dir)
 
 
+class ExportError(OSError):
+    """Writing an export failed; nothing of it was kept, an earlier export is unchanged."""
+
+
 def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
-                       overwrite=False):
+                       overwrite=False, max_pixels=DEFAULT_MAX_PIXELS):
     """Writes the SavedModel (module docstring) atomically: to a temporary sibling, then
-    renamed. For TF Serving, export to <base>/<version>, e.g. models/deeplab/1."""
+    renamed; a failed write (ExportError) leaves nothing and an earlier export intact.
+    For TF Serving, export to <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the
+    largest image the signatures accept (height * width)."""
     export_dir = os.path.abspath(os.fspath(export_dir))
     if os.path.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
                               f"another --export_dir")
     os.makedirs(os.path.dirname(export_dir), exist_ok=True)
-    module = _Serving(model, metadata, protocol, probabilities)
+    module = _Serving(model, metadata, protocol, probabilities, int(max_pixels))
     tmp = f"{export_dir}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tf.saved_model.save(module, tmp, signatures={
             "serving_default": module.serve_bytes, "predict_images": module.predict_images},
             options=_SAVE_OPTIONS)
+    except (tf.errors.OpError, OSError) as e:   # disk full, file size limit, ...
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"writing the SavedModel {export_dir} failed ({type(e).__name__}: "
+                          f"{short_message(e)}); nothing of it was kept"
+                          + ("; the export already there is unchanged"
+                             if os.path.exists(export_dir) else "")) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -192,14 +221,18 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(flatbuffer)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
 def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
-                     overwrite=False, **protocol_overrides):
+                     overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, **protocol_overrides):
     """Exports a model_dir's checkpoint (default the latest) with the config's `export`
     section (output stride, scales, flip, probabilities; `max_side` from `eval`), any of
     which `protocol_overrides` / `probabilities` replace. Returns (export_dir, model,
@@ -215,5 +248,6 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
         probabilities = config.export.probabilities
     model, _, metadata = model_dir_lib.load_model(model_dir, checkpoint,
                                                   output_stride=protocol.output_stride)
-    path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite)
+    path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite,
+                              max_pixels)
     return path, model, metadata, protocol

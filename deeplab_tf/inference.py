@@ -251,6 +251,15 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message names the file."""
 
 
+def check_pixels(width, height, max_pixels, what):
+    """ImageError unless the image has 1 to `max_pixels` pixels (None or 0: no limit)."""
+    if width < 1 or height < 1:
+        raise ImageError(f"{what}: {width}x{height} pixels: the image is empty")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"{what}: {width}x{height} = {width * height} pixels, above "
+                         f"the limit of {max_pixels} (max_pixels)")
+
+
 def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded, EXIF-upright PIL image; the size limit is checked on the header first."""
     path = os.fspath(path)
@@ -258,10 +267,7 @@ def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     Image.MAX_IMAGE_PIXELS = None   # our limit, checked below, replaces Pillow's
     try:
         with Image.open(path) as image:   # reads the header only
-            width, height = image.size
-            if max_pixels and width * height > max_pixels:
-                raise ImageError(f"{path}: {width}x{height} = {width * height} pixels, above "
-                                 f"the limit of {max_pixels} (max_pixels)")
+            check_pixels(*image.size, max_pixels, path)
             image.load()
             return ImageOps.exif_transpose(image)
     except ImageError:
@@ -352,13 +358,14 @@ class Segmenter:
             raise FileNotFoundError(f"{path}: neither a SavedModel (saved_model.pb) nor a "
                                     f"deeplab_tf model_dir (config.json)")
 
-    def segment(self, image):
+    def segment(self, image, max_pixels=DEFAULT_MAX_PIXELS):
         """(labels int32 [H, W], probabilities float32 [H, W, C]) at the image's own size.
 
-        `image`: a PIL image or an array (see `to_rgb_uint8`). Probabilities are None for a
-        SavedModel exported without them.
+        `image`: a PIL image or an array (see `to_rgb_uint8`) of 1 to `max_pixels` pixels
+        (else ImageError). Probabilities are None for a SavedModel exported without them.
         """
         rgb = to_rgb_uint8(image)
+        check_pixels(rgb.shape[1], rgb.shape[0], max_pixels, f"image of shape {rgb.shape}")
         if self._predict is None:
             out = self._signature(images=tf.constant(rgb[None]))
             probs = out.get("probabilities")
@@ -369,4 +376,4 @@ class Segmenter:
     def segment_file(self, path, max_pixels=DEFAULT_MAX_PIXELS):
         """(rgb uint8, labels, probabilities) of an image file, EXIF-upright."""
         rgb = read_image(path, max_pixels)
-        return (rgb, *self.segment(rgb))
+        return (rgb, *self.segment(rgb, max_pixels))

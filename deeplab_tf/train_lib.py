@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab_tf import checkpointing
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -137,10 +138,15 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         {"image": float [b, h, w, 3] raw 0-255, "label": int [b, h, w, 1]}, positioned so
         that its first batch is the batch of global step `start_step`.
       strategy: a tf.distribute strategy (default: the default strategy).
-      hooks: optional fault-injection callables, {"after_loop": fn(step)}: a hook may raise
-        to simulate a crash at a chosen step (the reliability suite uses it).
+      hooks: optional fault-injection points, each a callable: "after_loop" fn(step)
+        after each loop's steps; "before_save" fn(step), "mid_save" fn(step, path) (files
+        written, not yet the latest) and "after_save" fn(step, path) around each checkpoint
+        (`checkpointing`). A hook may raise or kill the process to simulate a crash there
+        (tests/reliability/ does).
     Raises:
       Preempted: after SIGTERM/SIGINT, once a checkpoint is saved.
+      checkpointing.CheckpointWriteError: a checkpoint could not be written (disk full...).
+      checkpointing.CheckpointRestoreError: checkpoints exist and none can be restored.
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -156,13 +162,12 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     ckpt_dir = model_dir_lib.checkpoint_dir(model_dir)
     if not chief:  # other workers write their (identical) copy aside, as TF requires
         ckpt_dir = os.path.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints,
-                                         step_counter=optimizer.iterations)
+    manager = checkpointing.make_manager(checkpoint, ckpt_dir, t.keep_checkpoints,
+                                         optimizer.iterations, set_aside=chief)
 
     # ------------------------------------------------ restore, or initialize
-    latest = manager.latest_checkpoint
+    latest = checkpointing.restore_latest(checkpoint, manager, set_aside=chief)
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
         log.warning("resumed from %s at step %d", latest, int(optimizer.iterations.numpy()))
     elif t.init_checkpoint:
         restored, skipped = partial_restore(model, t.init_checkpoint)
@@ -247,7 +252,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if handler is not None:
                 handler.save_checkpoint_if_preempted()
             if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
-                manager.save(checkpoint_number=step)
+                checkpointing.save(manager, step, hooks)
             if chief and t.summary_images_every and step % t.summary_images_every == 0:
                 _write_sample_images(model, dataset_fn, metadata, step)
             if stop["signal"]:

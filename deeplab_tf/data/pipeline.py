@@ -26,7 +26,7 @@ pipeline 1.3x faster (bench/input_pipeline.py: ~300 images/s of 513x513 crops on
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf.data import augment, bootstrap, tfrecord
+from deeplab_tf.data import augment, bootstrap, record_scan, tfrecord
 
 _MAX_EPOCHS = 2 ** 62
 _MAX_OPEN_FILES = 16
@@ -54,24 +54,13 @@ def _decode(serialized):
     return image, label, features[tfrecord.IMAGE_FILENAME]
 
 
-def _image_size(encoded):
-    """(height, width) from the JPEG or PNG header, without decoding."""
-    def png():  # IHDR: big-endian width, height at bytes 16..23
-        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8), tf.int32)
-        w = b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]
-        h = b[4] * 2 ** 24 + b[5] * 2 ** 16 + b[6] * 2 ** 8 + b[7]
-        return tf.stack([h, w])
-    return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.image.extract_jpeg_shape(encoded)[:2], png)
-
-
 def _decode_crop(serialized, key, crop_size, min_scale, max_scale, scale_step, flip,
                  pad_value, ignore_label):
     """Parses, decodes only the source window of a random crop (JPEG: cropped decoding,
     the same pixels as a full decode) and augments it (augment.apply_crop)."""
     features = tfrecord.parse_example(serialized)
     encoded = features[tfrecord.IMAGE_ENCODED]
-    size = _image_size(encoded)
+    size = tfrecord.image_size(encoded)
     crop = augment.sample_crop(key, size[0], size[1], crop_size, min_scale, max_scale,
                                scale_step, flip)
     y0, x0 = crop["y0"], crop["x0"]
@@ -105,23 +94,28 @@ def _shard(input_context):
     return input_context.num_input_pipelines, input_context.input_pipeline_id, per_pipeline
 
 
-def _epoch_stream(files, counts, seed, epoch, num_shards, shard_id, repeats, block):
-    """(index, copy, record) of one epoch of this input pipeline, in shuffled order."""
+def _epoch_stream(records, seed, epoch, num_shards, shard_id, repeats, block):
+    """(index, copy, record) of one epoch of this input pipeline, in shuffled order;
+    `records` is the record_scan.Scan of the files (bad records are left out)."""
+    files, counts = records.files, records.counts
     key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch)
     k_files, k_start, k_blocks = tf.unstack(tf.random.experimental.stateless_split(key, 3))
     counts_t = tf.constant(counts, tf.int64)
-    offsets = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]), tf.int64)
     order = tf.argsort(tf.random.stateless_uniform([len(files)], k_files))
     starts = tf.cast(tf.random.stateless_uniform([len(files)], k_start) *
                      tf.cast(counts_t, tf.float32), tf.int64)
-    files_t = tf.constant(files)
+    read = record_scan.read_fn(records)
 
     def read_file(i):
-        records = tf.data.TFRecordDataset(files_t[i]).enumerate(offsets[i])
-        return records.skip(starts[i]).concatenate(records.take(starts[i]))
+        shard = read(i)
+        return shard.skip(starts[i]).concatenate(shard.take(starts[i]))
 
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
         read_file, cycle_length=min(len(files), _MAX_OPEN_FILES), block_length=1)
+    valid = records.valid()
+    if not valid.all():
+        valid_t = tf.constant(valid)
+        ds = ds.filter(lambda g, record: tf.gather(valid_t, g))
     if num_shards > 1:
         ds = ds.filter(lambda g, record: g % num_shards == shard_id)
     if repeats is None:
@@ -145,7 +139,8 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
                   start_step=0, shuffle_buffer=1000, num_epochs=None,
                   bootstrap_class_ids=(), bootstrap_factor=bootstrap.DEFAULT_FACTOR,
                   bootstrap_cache=None, input_context=None, with_metadata=False,
-                  num_parallel_calls=tf.data.AUTOTUNE):
+                  num_parallel_calls=tf.data.AUTOTUNE, skip_corrupt_records=False,
+                  records=None):
     """The input pipeline of one input pipeline (host) in train or eval mode.
 
     Args:
@@ -169,6 +164,10 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
       input_context: a tf.distribute.InputContext: examples are split over input
         pipelines by index (index % num_input_pipelines == input_pipeline_id).
       with_metadata: train mode also yields "filename", "index", "epoch", "copy".
+      skip_corrupt_records: train without records that fail their CRC or do not decode
+        (found by one decoding pass, `record_scan`); otherwise a corrupt record is a
+        CorruptRecordError naming shard and record, before any batch.
+      records: the record_scan.Scan of the files if already made (train mode).
     Returns:
       train: {"image": float32 [b, h, w, 3] raw 0-255, "label": uint8 [b, h, w, 1]},
       eval: the same padded to the largest image of the batch (pad value, 255), plus
@@ -184,16 +183,21 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
         return _eval_dataset(files, batch, num_shards, shard_id, pad_value, ignore_label,
                              num_parallel_calls)
 
+    if records is None:
+        records = (record_scan.scan(files, decode=True) if skip_corrupt_records else
+                   record_scan.Scan(files, record_scan.require_intact(files), [], {}))
+    if records.bad and not skip_corrupt_records:
+        raise record_scan.CorruptRecordError(records.bad)
     repeats = None
     if bootstrap_class_ids and bootstrap_factor != 1:
+        if records.bad:
+            raise record_scan.CorruptRecordError(
+                records.bad, "bootstrapping reads every label: rebuild the shards")
         scan = bootstrap.scan_records(files, bootstrap_cache)
-        counts = scan["counts"].tolist()
         repeats = bootstrap.repeat_factors(scan["presence"], bootstrap_class_ids,
                                            bootstrap_factor)
-    else:
-        counts = count_records(files)
-    total = sum(counts)
-    mine = np.arange(total) % num_shards == shard_id
+    total = sum(records.counts)
+    mine = (np.arange(total) % num_shards == shard_id) & records.valid()
     epoch_length = int((repeats if repeats is not None else np.ones(total, np.int64))[mine].sum())
     if epoch_length < batch:
         raise ValueError(f"input pipeline {shard_id} has {epoch_length} examples per epoch, "
@@ -203,7 +207,7 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
     last_epoch = _MAX_EPOCHS if num_epochs is None else int(num_epochs)
 
     def epoch_stream(epoch):
-        ds = _epoch_stream(files, counts, seed, epoch, num_shards, shard_id, repeats,
+        ds = _epoch_stream(records, seed, epoch, num_shards, shard_id, repeats,
                            int(shuffle_buffer))
         ds = ds.map(lambda g, k, record: (epoch, g, k, record))
         return ds.skip(tf.where(epoch == first_epoch, np.int64(skip_in_first), np.int64(0)))

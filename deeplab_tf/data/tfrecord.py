@@ -73,6 +73,17 @@ def decode_image(encoded, channels=3):
     )
 
 
+def image_size(encoded):
+    """(height, width) int32 from the JPEG or PNG header, without decoding."""
+    def png():  # IHDR: big-endian width, height at bytes 16..23
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8), tf.int32)
+        w = b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]
+        h = b[4] * 2 ** 24 + b[5] * 2 ** 16 + b[6] * 2 ** 8 + b[7]
+        return tf.stack([h, w])
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.image.extract_jpeg_shape(encoded)[:2], png)
+
+
 def decode_label(encoded):
     """Decodes a single-channel label PNG to uint8 HxWx1 class ids."""
     return tf.io.decode_png(encoded, channels=1)

@@ -16,3 +16,40 @@ def run_main(main, module_name):
     if not main_module.__doc__:
         main_module.__doc__ = sys.modules[module_name].__doc__
     app.run(main)
+
+
+# Flag checks that run when flags are parsed, before main() imports TensorFlow or touches
+# a file: a bad value is an error at once (absl: "FATAL Flags parsing error", status 1).
+OUTPUT_STRIDES = (8, 16, 32, 64, 128, 256)
+
+
+def _scales_ok(values):
+    try:
+        return values is None or (len(values) > 0 and all(float(v) > 0 for v in values))
+    except ValueError:
+        return False
+
+
+def _size_ok(text):
+    try:
+        dims = [int(p) for p in text.lower().split("x")] if text is not None else [1]
+    except ValueError:
+        return False
+    return len(dims) in (1, 2) and min(dims) >= 1
+
+
+def check_flags(output_stride=(), scales=(), sizes=(), positive=(), non_negative=()):
+    """Registers parse-time validators for the named flags of a tool."""
+    from absl import flags
+    for name in output_stride:
+        flags.register_validator(name, lambda v: v is None or v in OUTPUT_STRIDES,
+                                 f"expected one of {OUTPUT_STRIDES} (8: best, 16: faster)")
+    for name in scales:
+        flags.register_validator(name, _scales_ok,
+                                 "expected positive numbers, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
+    for name in sizes:
+        flags.register_validator(name, _size_ok, "expected N or HxW with positive sizes")
+    for name in positive:
+        flags.register_validator(name, lambda v: v is None or v > 0, "expected a value > 0")
+    for name in non_negative:
+        flags.register_validator(name, lambda v: v is None or v >= 0, "expected a value >= 0")

@@ -16,7 +16,7 @@ spreads the images over them.
 """
 from absl import app, flags
 
-from deeplab_tf.tools import run_main
+from deeplab_tf.tools import check_flags, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
@@ -40,6 +40,8 @@ flags.DEFINE_boolean("watch", False, "Evaluate every new checkpoint of a running
                      "job; stops at the config's last step or after --watch_timeout.")
 flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when no new checkpoint came "
                    "for this many seconds.")
+check_flags(output_stride=["eval_output_stride"], scales=["eval_scales"], sizes=["pad_to"],
+            positive=["max_side", "watch_timeout"])
 
 
 def main(argv):

@@ -13,9 +13,11 @@ and the colour map are stored in the SavedModel. Unset options come from the mod
 config.json `export` section. The export is written to a temporary directory and renamed;
 an existing --export_dir is replaced only with --overwrite.
 """
+import sys
+
 from absl import app, flags
 
-from deeplab_tf.tools import run_main
+from deeplab_tf.tools import check_flags, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
@@ -43,6 +45,10 @@ flags.DEFINE_enum("tflite_quantize", "float", ["float", "int8"], "TFLite weights
                   "int8 (calibrated on --representative_images).")
 flags.DEFINE_string("representative_images", None, "Glob of images for int8 calibration, "
                     "e.g. 'data/voc/JPEGImages/2007_*.jpg' (100-500 images).")
+flags.DEFINE_integer("max_pixels", 100_000_000, "Largest image (height * width) the "
+                     "signatures accept; checked from the JPEG/PNG header before decoding.")
+check_flags(output_stride=["output_stride"], scales=["inference_scales"],
+            sizes=["pad_to", "tflite_size"], positive=["max_side", "max_pixels"])
 
 
 def main(argv):
@@ -70,9 +76,12 @@ def main(argv):
             FLAGS.model_dir, FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
             probabilities=FLAGS.probabilities, overwrite=FLAGS.overwrite,
             output_stride=FLAGS.output_stride, scales=scales, flip=FLAGS.add_flipped_images,
-            pad_to=pad_to, max_side=FLAGS.max_side)
+            pad_to=pad_to, max_side=FLAGS.max_side, max_pixels=FLAGS.max_pixels)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         raise app.UsageError(str(e))
+    except export_lib.ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"SavedModel written to {path} ({protocol})")
     if FLAGS.tflite:
         export_lib.export_tflite(model, protocol, FLAGS.tflite, *tflite_size,

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import run_main
+from deeplab_tf.tools import check_flags, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A model_dir or a SavedModel directory (detected).",
@@ -43,6 +43,8 @@ flags.DEFINE_boolean("add_flipped_images", None, "With a model_dir: also average
                      "left-right flips. Default: config eval.flip.")
 flags.DEFINE_integer("max_side", None, "With a model_dir: sliding windows above this side. "
                      "Default: config eval.max_side.")
+check_flags(output_stride=["output_stride"], scales=["inference_scales"],
+            positive=["max_side"], non_negative=["max_pixels"])
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OUTPUTS = ("mask", "overlay", "label")

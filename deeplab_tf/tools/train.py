@@ -5,7 +5,9 @@
 
 The run resumes from the latest checkpoint in --model_dir. Exit status: 0 done; 75 stopped
 by SIGTERM/SIGINT (or preemption) after saving a checkpoint, rerun the same command to
-resume; 1 on a non-finite loss (the last good checkpoint is kept); 2 on bad flags.
+resume; 1 on a non-finite loss (the last good checkpoint is kept), a checkpoint that cannot
+be written, or corrupt records (named: shard and index; data.skip_corrupt_records=true
+trains without them and reports how many); 2 on bad flags.
 """
 import logging
 import os
@@ -58,11 +60,17 @@ def main(argv):
     from deeplab_tf.data import training_input
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    from deeplab_tf.checkpointing import CheckpointRestoreError, CheckpointWriteError
+    from deeplab_tf.data.record_scan import CorruptRecordError
     if config.data.generate_synthetic:
         training_input.ensure_synthetic_records(config.data.train_records, config.data.seed)
     try:
         metadata = training_input.dataset_metadata(config.data.train_records)
-        dataset_fn = training_input.records_dataset_fn(config, metadata)
+        records = training_input.scan_records(config)
+        dataset_fn = training_input.records_dataset_fn(config, metadata, records)
+    except CorruptRecordError as e:
+        logging.error("data.train_records=%r: %s", config.data.train_records, e)
+        sys.exit(1)
     except (OSError, ValueError) as e:
         raise app.UsageError(f"data.train_records={config.data.train_records!r}: {e}")
     strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
@@ -71,9 +79,19 @@ def main(argv):
     except train_lib.Preempted as e:
         logging.warning("%s; exiting with status %d", e, train_lib.PREEMPTED_EXIT_CODE)
         sys.exit(train_lib.PREEMPTED_EXIT_CODE)
-    except train_lib.NonFiniteLossError as e:
+    except (train_lib.NonFiniteLossError, CheckpointWriteError, CheckpointRestoreError) as e:
         logging.error("%s", e)
         sys.exit(1)
+    except Exception as e:  # a record that fails mid-run: name it (one scan of the data)
+        explained = training_input.explain_data_error(config, e)
+        if explained is None:
+            raise
+        logging.error("training stopped, the input failed (%s): %s", type(e).__name__,
+                      explained)
+        sys.exit(1)
+    if records.bad:
+        print(f"\nskipped {len(records.bad)} corrupt record(s) of {sum(records.counts)} "
+              f"(data.skip_corrupt_records)")
     artifacts = [("checkpoint", result.checkpoint),
                  ("config", os.path.join(FLAGS.model_dir, "config.json")),
                  ("TensorBoard logs", os.path.join(FLAGS.model_dir, "train"))]

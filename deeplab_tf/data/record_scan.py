@@ -1,0 +1,230 @@
+"""Corrupt TFRecords, found and named: which shard, which record, why.
+
+A record is framed as [8-byte length][4-byte CRC of the length][data][4-byte CRC of the
+data]. tf.data's reader stops a shard at the first record whose CRC fails (DataLossError)
+and cannot go past it. `scan` reads every shard once (what counting the records costs):
+  - an intact shard is only counted;
+  - a damaged one is walked record by record (TF's reader checks each CRC) and continues
+    after a bad record: at the next frame its length field gives, or, when that field is
+    the damaged part, at the next byte where a valid record starts. Its readable records
+    are then read by byte offset (`read_file`; the whole shard is held in memory while
+    it is read);
+  - with `decode=True` every image and label is also decoded (one pass over the data):
+    records with valid CRCs but a broken JPEG/PNG, a label of another size, or missing
+    keys are bad too.
+Bad records keep their index: the records after them keep theirs, so the pipeline's
+example identities (and resumption) do not shift. Nothing is ever written to the shards.
+"""
+import dataclasses
+import os
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.lib.io import tf_record
+
+from deeplab_tf.data import tfrecord
+from deeplab_tf.errors import short_message
+
+SKIP_HINT = ("rebuild the shard with deeplab-build-data, or set "
+             "data.skip_corrupt_records=true to train without the bad records")
+
+
+@dataclasses.dataclass(frozen=True)
+class BadRecord:
+    file: str
+    index: int            # the record's position in its shard, from 0
+    offset: int           # its byte offset in the shard (-1: unknown)
+    reason: str
+
+    def __str__(self):
+        where = f" (byte {self.offset})" if self.offset >= 0 else ""
+        return f"{self.file}: record {self.index}{where}: {self.reason}"
+
+
+class CorruptRecordError(ValueError):
+    """Corrupt records; the message names shard, record index and reason for each."""
+
+    def __init__(self, bad, hint=SKIP_HINT):
+        shown = "\n  ".join(str(b) for b in bad[:10])
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        super().__init__(f"{len(bad)} corrupt TFRecord record(s):\n  {shown}{more}\n{hint}")
+        self.bad = list(bad)
+
+
+@dataclasses.dataclass
+class Scan:
+    """Records of each file: counts (bad ones included), the bad ones, and for damaged
+    shards the spans (index, data offset, length) of their readable records."""
+    files: List[str]
+    counts: List[int]
+    bad: List[BadRecord]
+    spans: dict             # file -> [(index, data offset, length)]; damaged shards only
+
+    def valid(self):
+        """bool [total records]: False for bad ones (global index = file offset + index)."""
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        mask = np.ones(int(sum(self.counts)), bool)
+        for b in self.bad:
+            mask[starts[self.files.index(b.file)] + b.index] = False
+        return mask
+
+
+def _count(path):
+    """(records, None) of an intact shard, or (records before the first bad one, error)."""
+    n = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            n += 1
+    except tf.errors.DataLossError as e:
+        return n, e
+    return n, None
+
+
+def walk_shard(path):
+    """(count, bad, spans) of a damaged shard: every frame checked by TF's reader."""
+    reader = tf_record.tf_record_random_reader(path)
+    size = os.path.getsize(path)
+    offset, index, bad, spans = 0, 0, [], []
+    with open(path, "rb") as f:
+        while offset < size:
+            try:
+                record, end = reader.read(offset)
+            except tf.errors.DataLossError as e:
+                bad.append(BadRecord(path, index, offset, short_message(e)))
+                offset = _next_frame(reader, f, offset, size)
+            else:
+                spans.append((index, offset + 12, len(record)))
+                offset = end
+            index += 1
+    return index, bad, spans
+
+
+def _next_frame(reader, f, offset, size):
+    """Where the record after the bad one at `offset` starts: after the frame its length
+    field gives if a valid record (or the end of the file) is there, else at the next byte
+    from which a valid record reads; the end of the file if none."""
+    f.seek(offset)
+    header = f.read(8)
+    if len(header) == 8:
+        following = offset + 16 + int.from_bytes(header, "little")
+        if following == size or (following < size and _reads(reader, following)):
+            return following
+    for candidate in range(offset + 1, size - 16 + 1):
+        if _reads(reader, candidate):
+            return candidate
+    return size
+
+
+def _reads(reader, offset):
+    try:
+        reader.read(offset)
+        return True
+    except (tf.errors.DataLossError, IndexError, tf.errors.OutOfRangeError):
+        return False
+
+
+def scan(files, decode=False):
+    """The Scan of `files` (module docstring); nothing raised for bad records."""
+    counts, bad, spans = [], [], {}
+    for path in files:
+        n, error = _count(path)
+        if error is not None:
+            n, shard_bad, spans[path] = walk_shard(path)
+            bad += shard_bad
+        counts.append(n)
+    result = Scan(list(files), counts, bad, spans)
+    if decode:
+        result.bad = sorted(bad + _undecodable(result),
+                            key=lambda b: (files.index(b.file), b.index))
+    return result
+
+
+def require_intact(files):
+    """Counts of `files`; CorruptRecordError naming the first bad record of each damaged
+    shard (one read pass, as counting)."""
+    counts, bad = [], []
+    for path in files:
+        n, error = _count(path)
+        if error is not None:
+            _, shard_bad, _ = walk_shard(path)
+            bad += shard_bad
+        counts.append(n)
+    if bad:
+        raise CorruptRecordError(bad)
+    return counts
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_fn(record_scan):
+    """fn(file index tensor) -> dataset of (global index, serialized record) of that file:
+    the readable records of a damaged shard included, the bad ones left out."""
+    files = record_scan.files
+    counts = np.array(record_scan.counts, np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    first_bad = counts.copy()   # records readable by tf.data before the first bad one
+    for b in record_scan.bad:
+        if b.file in record_scan.spans:
+            i = files.index(b.file)
+            first_bad[i] = min(first_bad[i], b.index)
+    rows = [(i, starts[i] + index, offset, length) for i, f in enumerate(files)
+            for index, offset, length in record_scan.spans.get(f, []) if index > first_bad[i]]
+    files_t, starts_t = tf.constant(files), tf.constant(starts)
+    readable_t = tf.constant(first_bad)
+    table = [tf.constant(np.array([r[k] for r in rows], np.int64).reshape(-1))
+             for k in range(4)]
+
+    def read_file(i):
+        head = tf.data.TFRecordDataset(files_t[i]).take(readable_t[i]).enumerate(starts_t[i])
+        if not rows:
+            return head
+        mine = tf.equal(table[0], tf.cast(i, tf.int64))
+        g, offset, length = (tf.boolean_mask(t, mine) for t in table[1:])
+
+        def tail(path):
+            content = tf.io.read_file(path)   # once per file and epoch
+            return tf.data.Dataset.from_tensor_slices((g, offset, length)).map(
+                lambda g, o, n: (g, tf.strings.substr(content, o, n)))
+        rest = tf.data.Dataset.from_tensors(files_t[i]).filter(
+            lambda _: tf.size(g) > 0).flat_map(tail)
+        return head.concatenate(rest)
+    return read_file
+
+
+def _check(record):
+    features = tfrecord.parse_example(record)
+    image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED])
+    label = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED])
+    tf.debugging.assert_equal(tf.shape(label)[:2], tf.shape(image)[:2],
+                              message="label and image sizes differ")
+    return tf.shape(image)
+
+
+def _undecodable(record_scan) -> List[BadRecord]:
+    """Records with valid CRCs whose example, image or label cannot be decoded."""
+    read = read_fn(record_scan)
+    all_records = tf.data.Dataset.range(len(record_scan.files)).flat_map(read)
+    good = all_records.map(lambda g, r: (g, _check(r)), num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = {int(g) for g, _ in good.ignore_errors().as_numpy_iterator()}
+    present = {int(g) for g, _ in all_records.map(lambda g, r: (g, 0)).as_numpy_iterator()}
+    starts = np.concatenate([[0], np.cumsum(record_scan.counts)[:-1]]).astype(np.int64)
+    bad = []
+    for g, record in all_records.filter(
+            lambda g, r: tf.reduce_any(tf.equal(g, tf.constant(
+                sorted(present - decoded) or [-1], tf.int64)))):
+        file_i = int(np.searchsorted(starts, int(g), side="right") - 1)
+        try:
+            _check(record)
+            reason = "cannot be decoded"
+        except (tf.errors.InvalidArgumentError, tf.errors.OpError) as e:
+            reason = f"cannot be decoded: {short_message(e)}"
+        bad.append(BadRecord(record_scan.files[file_i], int(g) - int(starts[file_i]), -1,
+                             reason))
+    return bad
+
+
+def find_bad_records(files) -> List[BadRecord]:
+    """Every bad record of `files`, framing and decoding (to explain a failed run)."""
+    return scan(list(files), decode=True).bad
+

@@ -1,0 +1,174 @@
+"""Bad and odd images through Segmenter, deeplab-predict and the SavedModel signatures:
+random bytes, truncated JPEG/PNG, 0- and 1-pixel images, a decompression bomb and a header
+claiming 60000x60000 (refused from the header, before decoding, under a configured
+pixel limit), 16-bit, palette and grey+alpha images. Each gives a clear error or the
+right labels, computed here by padding the NumPy-decoded pixels and calling the model;
+nothing crashes; the peak memory of the fuzzed child processes is measured and bounded."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import REPO
+from deeplab_tf import model_dir as model_dir_lib
+from deeplab_tf.inference import ImageError, Segmenter
+from test_inference import make_model_dir
+
+from .inputs import BOMB_SIDE, MAX_PIXELS, array_inputs, encoded_inputs
+
+# What each refused input's error must say, on the file paths and in serving_default.
+FILE_ERRORS = {"bomb_png": f"{BOMB_SIDE}x{BOMB_SIDE} = {BOMB_SIDE ** 2} pixels, above the "
+                           f"limit of {MAX_PIXELS}",
+               "huge_jpeg_header": "60000x60000 = 3600000000 pixels, above the limit"}
+SERVING_ERRORS = {"random_bytes": "is not a JPEG or PNG", "empty": "is not a JPEG or PNG",
+                  "text": "is not a JPEG or PNG", "png_signature_only": "is not a JPEG or PNG",
+                  "zero_pixel_png": "is 0x0 (WxH) pixels: expected 1 to",
+                  "zero_width_png": "is 0x7 (WxH) pixels: expected 1 to",
+                  "bomb_png": f"is {BOMB_SIDE}x{BOMB_SIDE} (WxH) pixels: expected 1 to "
+                              f"{MAX_PIXELS} (max_pixels)",
+                  "huge_jpeg_header": "is 60000x60000 (WxH) pixels",
+                  "truncated_jpeg": "Invalid JPEG data", "truncated_png": "PNG"}
+# Above this, a refused image was decoded after all: the bomb alone is 300 MB as RGB.
+MEMORY_GROWTH_LIMIT_MB = 150
+PREDICT_PEAK_LIMIT_MB = 1500
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "run"
+    make_model_dir(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    """labels of raw RGB pixels, computed without the inference module: pad with the mean
+    pixel to 16k+1 (output stride 16), call the model, softmax, cut back, argmax."""
+    model, _, _ = model_dir_lib.load_model(str(model_dir), output_stride=16)
+
+    def labels(rgb):
+        h, w = rgb.shape[:2]
+        ph, pw = -(-(h - 1) // 16) * 16 + 1, -(-(w - 1) // 16) * 16 + 1
+        x = np.empty((1, ph, pw, 3), np.float32)
+        x[:] = np.asarray(model.mean_rgb, np.float32)
+        x[0, :h, :w] = rgb
+        probs = tf.nn.softmax(model(x, training=False)).numpy()[0, :h, :w]
+        return probs.argmax(-1)
+    return labels
+
+
+def test_segmenter_arrays(model_dir, reference, ledger):
+    segmenter = Segmenter(model_dir, output_stride=16)
+    cases = array_inputs()
+    ledger.inputs(len(cases))
+    for name, array, expected in cases:
+        if expected is None:
+            with pytest.raises(ImageError, match="pixels|expected"):
+                segmenter.segment(array, max_pixels=MAX_PIXELS)
+        else:
+            labels, _ = segmenter.segment(array, max_pixels=MAX_PIXELS)
+            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+
+
+def _write_inputs(folder):
+    folder.mkdir()
+    paths = {}
+    for name, data, expected in encoded_inputs():
+        extension = ".jpg" if "jpeg" in name else ".png"
+        paths[name] = folder / f"{name}{extension}"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def test_segmenter_files(model_dir, reference, tmp_path, ledger):
+    segmenter = Segmenter(model_dir, output_stride=16)
+    paths = _write_inputs(tmp_path / "in")
+    ledger.inputs(len(paths))
+    for name, data, expected in encoded_inputs():
+        if expected is None:
+            with pytest.raises(ImageError) as error:
+                segmenter.segment_file(paths[name], max_pixels=MAX_PIXELS)
+            assert str(paths[name]) in str(error.value)
+            assert FILE_ERRORS.get(name, "not a readable image") in str(error.value)
+        else:
+            rgb, labels, _ = segmenter.segment_file(paths[name], max_pixels=MAX_PIXELS)
+            np.testing.assert_array_equal(rgb, expected, err_msg=name)
+            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+
+
+def run_measured(command):
+    """(exit status, stdout, stderr, peak RSS in MB) of a child process (os.wait4)."""
+    with open(os.devnull, "rb") as stdin:
+        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO)
+        stdout, stderr = proc.communicate(timeout=600)
+    # communicate() reaped the child; its rusage is that of the largest reaped child so far,
+    # so the tool runs in a small wrapper that reports its own.
+    peak = re.findall(r"PEAK_RSS_KB (\d+)", stderr)
+    return proc.returncode, stdout, stderr, int(peak[-1]) / 1024 if peak else None
+
+
+_WRAP = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_RSS_KB', "
+         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+         "sys.argv = ['deeplab-predict'] + sys.argv[1:]; "
+         "runpy.run_module('deeplab_tf.tools.predict', run_name='__main__')")
+
+
+def test_deeplab_predict(model_dir, reference, tmp_path, ledger):
+    paths = _write_inputs(tmp_path / "in")
+    ledger.inputs(len(paths))
+    out = tmp_path / "out"
+    status, stdout, stderr, peak = run_measured(
+        [sys.executable, "-c", _WRAP, f"--model={model_dir}", f"--input={tmp_path / 'in'}",
+         f"--output_dir={out}", f"--max_pixels={MAX_PIXELS}", "--output_stride=16",
+         "--outputs=label"])
+    cases = encoded_inputs()
+    good = [name for name, _, expected in cases if expected is not None]
+    assert status == 2, stderr[-3000:]   # some inputs failed, each named; the rest done
+    assert f"{len(good)} of {len(cases)} images segmented" in stdout
+    for name, _, expected in cases:
+        if expected is None:
+            assert re.search(re.escape(str(paths[name])) + ": " +
+                             re.escape(FILE_ERRORS.get(name, "not a readable image")), stderr)
+        else:
+            labels = np.asarray(Image.open(out / f"{name}_label.png"))
+            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_label.png" for n in good)
+    assert peak is not None
+    ledger.peak_memory(peak)
+    assert peak < PREDICT_PEAK_LIMIT_MB
+
+
+def test_savedmodel_signatures(streams, ledger):
+    fuzz = streams.others()["fuzz"]
+    results = fuzz["results"]
+    ledger.inputs(len(results))
+    for name, _, expected in encoded_inputs():
+        row = results[name]
+        if expected is None:
+            assert "error" in row, name
+            assert SERVING_ERRORS[name] in row["error"], row["error"]
+            if name in ("random_bytes", "bomb_png", "zero_pixel_png"):
+                assert "serving_default: images[0] (" in row["error"]
+        else:
+            assert "error" not in row, (name, row)
+            assert np.array(row["labels"]).shape == expected.shape[:2], name
+            # the bytes, decoded by TensorFlow in the graph, give what the pixels decoded
+            # by NumPy/Pillow give through predict_images
+            assert row["labels"] == row["from_pixels"], name
+    for name, array, expected in array_inputs():
+        row = results.get(f"pixels_{name}")
+        if row is None:
+            continue
+        if expected is None:
+            assert "predict_images: each image is" in row.get("error", ""), (name, row)
+        else:
+            assert np.array(row["labels"]).shape == expected.shape[:2], name
+    growth = fuzz["rss_after_mb"] - fuzz["rss_before_mb"]
+    ledger.peak_memory(fuzz["rss_after_mb"])
+    assert growth < MEMORY_GROWTH_LIMIT_MB, growth

@@ -148,6 +148,8 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     Returns:
       a `Conversion`.
     """
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(f"{output_dir} exists (overwrite replaces it)")
     path = resolve_checkpoint(checkpoint)
     reader = tf.train.load_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()

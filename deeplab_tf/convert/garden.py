@@ -78,7 +78,7 @@ def infer(shapes, path):
         raise ValueError(f"{path}: no Model Garden ASPP decoder ({aspp}aspp_layers/...)")
     for b in branches[1:-1]:
         kernels = [n for n in names if n.startswith(f"{aspp}aspp_layers/{b}/")
-                   and n.endswith("/kernel" + _SUFFIX)]
+                   and n.endswith("kernel" + _SUFFIX)]        # depthwise_kernel too
         if len(kernels) != 1:
             raise ValueError(f"{path}: ASPP branch {b} has {len(kernels)} convs; depthwise "
                              f"ASPP (use_depthwise_convolution) is not supported")

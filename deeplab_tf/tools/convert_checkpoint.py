@@ -12,7 +12,7 @@ The backbone depth, stem, number of classes and ASPP branches are read from the 
 what it does not store (output stride, Multi_Grid, ASPP rates, activation) comes from the
 flags, whose defaults are the paper's. Every variable left unmapped on either side is
 printed (and listed in OUTPUT_DIR/conversion.json); a shape mismatch is an error naming
-both variables and shapes. Exit status 2 on bad flags or a checkpoint that does not fit.
+both variables and shapes. Exit status 2 when the checkpoint cannot be converted.
 """
 from absl import app, flags
 
@@ -63,7 +63,7 @@ def main(argv):
             num_classes=FLAGS.num_classes, class_names=FLAGS.class_names,
             allow_partial=FLAGS.allow_partial, overwrite=FLAGS.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        raise app.UsageError(str(e))
+        raise app.UsageError(str(e), exitcode=2)
     print(result.summary())
 
 

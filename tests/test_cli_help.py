@@ -25,7 +25,7 @@ def test_all_tools_are_installed():
     names = {name for name, _ in SCRIPTS}
     assert {"deeplab-train", "deeplab-eval", "deeplab-export", "deeplab-predict",
             "deeplab-build-data", "deeplab-inspect-data", "deeplab-fig4",
-            "deeplab-summary"} <= names
+            "deeplab-summary", "deeplab-convert-checkpoint"} <= names
 
 
 @pytest.mark.parametrize("name,target", SCRIPTS)

@@ -196,6 +196,9 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return ce
 
+    if t.jit_compile:  # XLA compiles the step; the loop around it reads the iterator
+        step_fn = tf.function(step_fn, jit_compile=True)
+
     @tf.function
     def train_steps(iterator, n):
         losses = tf.TensorArray(tf.float32, size=n)

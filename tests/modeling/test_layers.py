@@ -152,24 +152,28 @@ def test_mixed_bfloat16_policy():
     assert np.max(np.abs(y16 - y32)) < 0.05 * np.max(np.abs(y32)) + 1e-3
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_atrous_gradient_matches_numpy(native, monkeypatch):
-    """Both gradient paths of the atrous conv (native, and the SpaceToBatch fallback for
-    CPUs without oneDNN) against a NumPy gradient of L = sum(y * g)."""
+@pytest.mark.parametrize("path", ["native", "valid_taps"])
+def test_atrous_gradient_matches_numpy(path):
+    """Both training paths of the atrous conv (native dilated Conv2D, and the valid-tap
+    form used where TF has no native dilated gradient) against a NumPy gradient of
+    L = sum(y * g)."""
     import tensorflow as tf
     from deeplab_tf.modeling import layers as layers_lib
-    if native and not layers_lib.native_dilated_gradient():
+    if path == "native" and not layers_lib.native_dilated_gradient():
         pytest.fail("this TensorFlow lacks the native dilated gradient although deeplab_tf "
                     "enables oneDNN: TF_ENABLE_ONEDNN_OPTS must be set before TF is imported")
-    monkeypatch.setattr(layers_lib, "_NATIVE_DILATED_GRADIENT", native)
     rng = np.random.default_rng(0)
     r, k = 3, 3
     x = tf.constant(rng.normal(size=(2, 9, 8, 3)).astype("float32"))
     w = tf.constant(rng.normal(size=(k, k, 3, 4)).astype("float32"))
     g = rng.normal(size=(2, 9, 8, 4)).astype("float32")
+    if path == "native":
+        conv = tf.function(lambda x, w: layers_lib.atrous_conv2d(x, w, r, training=True))
+    else:
+        conv = tf.function(lambda x, w: layers_lib.valid_tap_conv2d(x, w, r))
     with tf.GradientTape() as tape:
         tape.watch([x, w])
-        y = tf.function(layers_lib.atrous_conv2d)(x, w, r)
+        y = conv(x, w)
         loss = tf.reduce_sum(y * g)
     dx, dw = tape.gradient(loss, [x, w])
     xp = np.pad(x.numpy(), [(0, 0), (r, r), (r, r), (0, 0)])
@@ -182,3 +186,26 @@ def test_atrous_gradient_matches_numpy(native, monkeypatch):
             want_dxp[:, a * r: a * r + 9, b * r: b * r + 8] += g @ w.numpy()[a, b].T
     np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(dx, want_dxp[:, r:-r, r:-r], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("k,rate,h,w", [(3, 2, 9, 7), (3, 6, 9, 7), (3, 12, 9, 7), (5, 3, 11, 13),
+                                        (3, 4, 1, 1), (3, 1, 6, 6)])
+def test_valid_tap_conv_matches_numpy(k, rate, h, w):
+    """The valid-tap form against Eq. (1) with zero padding, including rates at and past
+    the image size (only the centre tap sees the image: Fig. 4's degenerate case)."""
+    import tensorflow as tf
+    from deeplab_tf.modeling import layers as layers_lib
+    rng = np.random.default_rng(k * 100 + rate)
+    x = rng.normal(size=(2, h, w, 3)).astype("float32")
+    kernel = rng.normal(size=(k, k, 3, 5)).astype("float32")
+    c = k // 2
+    pad = c * rate
+    xp = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    want = np.zeros((2, h, w, 5))
+    for i in range(k):
+        for j in range(k):
+            want += xp[:, i * rate:i * rate + h, j * rate:j * rate + w] @ kernel[i, j]
+    got = tf.function(lambda x, kernel: layers_lib.valid_tap_conv2d(x, kernel, rate),
+                      input_signature=[tf.TensorSpec([None, None, None, 3]),
+                                       tf.TensorSpec([k, k, 3, 5])])(x, kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

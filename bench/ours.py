@@ -5,9 +5,12 @@
     python bench/ours.py --task eval  --output_stride 8            # 6 scales + flip, 1 image
 
 Switches that bring back a slower path, for before/after numbers:
-  --no_fold          inference with BatchNormalization layers (not folded into the convs)
+  --fold             inference with BN folded into the convs (modeling/folding.py; off by
+                     default: slower with TF's oneDNN fused kernels on the CPU we measured)
   --keras_atrous     atrous convs through tf.nn.convolution (SpaceToBatchND, what Keras
                      Conv2D(dilation_rate=r) does) instead of the direct dilated Conv2D
+  --native_atrous    inference atrous convs through the dilated Conv2D (all taps) instead of
+                     the valid-tap form (modeling/layers.py valid_tap_conv2d)
   --jit              XLA jit_compile (forward function / training step)
   --mixed_precision mixed_bfloat16
 
@@ -42,6 +45,12 @@ def use_keras_atrous():
 CPU_TIMES = []   # process CPU seconds per timed repeat (all threads): robust to other load
 
 
+def use_native_atrous():
+    from deeplab_tf.modeling import layers
+    layers.valid_tap_conv2d = lambda x, w, rate: tf.nn.conv2d(
+        x, w, strides=1, padding="SAME", dilations=rate)
+
+
 def timed(fn, warm, reps):
     for _ in range(warm):
         fn()
@@ -60,7 +69,7 @@ def build_model(args):
 
 
 def inference_model(model, args):
-    if args.no_fold:
+    if not args.fold:
         return model
     from deeplab_tf.modeling.folding import fold_batch_norm
     return fold_batch_norm(model)
@@ -78,7 +87,7 @@ def bench_eval(args):
     model = build_model(args)
     protocol = inference.Protocol(output_stride=args.output_stride, scales=SIX_SCALES,
                                   flip=True)
-    predict = inference.make_predictor(model, protocol, fold=not args.no_fold)
+    predict = inference.make_predictor(model, protocol, fold_batch_norm=args.fold)
     x = tf.random.uniform([1, args.size, args.size, 3], 0, 255)
     return timed(lambda: predict(x).numpy(), 1, args.reps), 1
 
@@ -124,14 +133,17 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--reps", type=int, default=None, help="fwd 9, train 5, eval 3")
     parser.add_argument("--warm", type=int, default=2)
-    parser.add_argument("--no_fold", action="store_true")
+    parser.add_argument("--fold", action="store_true")
     parser.add_argument("--keras_atrous", action="store_true")
+    parser.add_argument("--native_atrous", action="store_true")
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--mixed_precision", default=None)
     args = parser.parse_args()
     args.reps = args.reps or {"fwd": 9, "train": 5, "eval": 3}[args.task]
     if args.keras_atrous:
         use_keras_atrous()
+    if args.native_atrous:
+        use_native_atrous()
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy(args.mixed_precision)
@@ -142,8 +154,8 @@ def main():
         "task": args.task, "output_stride": args.output_stride, "backbone": args.backbone,
         "size": args.size, "batch": images, "median_s": median, "min_s": min(times),
         "max_s": max(times), "n": len(times),
-        "cpu_s": statistics.median(CPU_TIMES), "fold_bn": not args.no_fold,
-        "keras_atrous": args.keras_atrous, "jit": args.jit,
+        "cpu_s": statistics.median(CPU_TIMES), "fold_bn": args.fold,
+        "keras_atrous": args.keras_atrous, "native_atrous": args.native_atrous, "jit": args.jit,
         "dtype": args.mixed_precision or "float32",
         "conv_gradient": "native" if native_dilated_gradient() else "space_to_batch",
         "tf": tf.__version__}

@@ -46,10 +46,13 @@ def run(name, cmd, log_dir, env=None):
     return out, usage.ru_maxrss / 1024, time.perf_counter() - start
 
 
+SIZE = ["--size", "513"]   # --size of this run, passed to every script
+
+
 def ours(task, os_, log_dir, *extra):
     out, peak, _ = run(f"ours_{task}_os{os_}{''.join(extra).replace('--', '_')}",
                        [sys.executable, os.path.join(HERE, "ours.py"), "--task", task,
-                        "--output_stride", str(os_), *extra], log_dir)
+                        "--output_stride", str(os_), *SIZE, *extra], log_dir)
     if out is None:
         return None
     result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
@@ -57,7 +60,7 @@ def ours(task, os_, log_dir, *extra):
 
 
 def peer(script, python, args, pattern, log_dir, name):
-    out, peak, _ = run(name, [python, os.path.join(PEERS, script), *args,
+    out, peak, _ = run(name, [python, os.path.join(PEERS, script), *args, *SIZE,
                               "--out", os.path.join(log_dir, f"{name}.txt")], log_dir)
     if out is None:
         return None
@@ -150,10 +153,12 @@ def main():
     parser.add_argument("--build_venvs", action="store_true")
     parser.add_argument("--skip_variants", action="store_true",
                         help="skip the before/after rows of our optimizations")
+    parser.add_argument("--size", type=int, default=513, help="image side (smoke runs)")
     parser.add_argument("--output_dir", default=os.path.join(
         "/tmp/bench/results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
     args = parser.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
+    SIZE[1] = str(args.size)
     if args.build_venvs:
         build_venvs()
     peers = {}
@@ -177,7 +182,7 @@ def main():
             cells["torch"] = peer("torchvision_deeplabv3.py", t, ["--os", str(os_), "--mode",
                                   "fwd", "--channels_last"], "forward b1", d,
                                   f"torchvision_fwd_os{os_}")
-        rows.append((f"forward OS{os_}, batch 1, 513x513", "s", cells))
+        rows.append((f"forward OS{os_}, batch 1, {args.size}x{args.size}", "s", cells))
     for os_ in ((16,) if args.quick else (16, 8)):
         train_reps = ["--reps", "3"] if args.quick or os_ == 8 else []
         cells = {"ours": ours("train", os_, d, *train_reps)}
@@ -189,13 +194,15 @@ def main():
             cells["torch"] = peer("torchvision_deeplabv3.py", t, ["--os", str(os_), "--mode",
                                   "train", "--channels_last", *train_reps], "train step", d,
                                   f"torchvision_train_os{os_}")
-        rows.append((f"training step OS{os_}, batch 2, 513x513", "s", cells))
-    rows.append(("evaluation OS8, 6 scales + flip, one 513x513 image", "s",
+        rows.append((f"training step OS{os_}, batch 2, {args.size}x{args.size}", "s", cells))
+    rows.append((f"evaluation OS8, 6 scales + flip, one {args.size}x{args.size} image", "s",
                  {"ours": ours("eval", 8, d, "--reps", "2")}))
     rows.append(("input pipeline, train mode, 513 crops", "rate", input_rates(d, g)))
     if not args.skip_variants:
         for label, task, os_, extra in (
-                ("BN not folded (--no_fold)", "fwd", 16, ["--no_fold"]),
+                ("BN folded into the convs (--fold)", "fwd", 16, ["--fold"]),
+                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 16, ["--native_atrous"]),
+                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 8, ["--native_atrous"]),
                 ("atrous via SpaceToBatch (--keras_atrous)", "fwd", 8, ["--keras_atrous"]),
                 ("XLA jit_compile (--jit)", "fwd", 16, ["--jit"]),
                 ("XLA jit_compile (--jit)", "train", 16, ["--jit", "--reps", "2"]),
@@ -206,6 +213,8 @@ def main():
     peak, bound = lower_bound(d, our_macs())
     header = (f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, {cpu_name()}; peak conv rate {peak or 0:.0f} GFLOP/s")
+    if args.size != 513:
+        bound = {}   # the MACs are those of 513x513
     text = f"{header}\n\n{table(rows, bound)}\n"
     with open(os.path.join(d, "table.md"), "w") as fh:
         fh.write(text)

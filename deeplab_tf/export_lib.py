@@ -41,8 +41,7 @@ from deeplab_tf.errors import short_message
 from deeplab_tf.inference import DEFAULT_MAX_PIXELS, Protocol, predict_probabilities
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Serving needs no gradients; saving the atrous convolution's custom gradient (the
-# fallback for CPUs without a native one, modeling/layers.py) would fail on frozen graphs.
+# Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).
 _SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
 
 

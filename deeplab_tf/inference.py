@@ -236,11 +236,19 @@ def predict_probabilities(model, images, protocol, num_classes, mean_rgb):
     return total / (len(protocol.scales) * (2 if protocol.flip else 1))
 
 
-def make_predictor(model, protocol):
-    """A tf.function images -> probabilities for a DeepLabV3, traced once for all sizes."""
+def make_predictor(model, protocol, fold_batch_norm=False):
+    """A tf.function images -> probabilities for a DeepLabV3, traced once for all sizes.
+
+    `fold_batch_norm` predicts with BN folded into the convolutions (a snapshot of the
+    weights, modeling/folding.py). Off by default: with TensorFlow's oneDNN kernels on the
+    2-core AVX2 CPU we measured it ~20% slower (bench/ours.py --fold)."""
     num_classes = model.builder_args["num_classes"]
+    net = model
+    if fold_batch_norm:
+        from deeplab_tf.modeling.folding import fold_batch_norm as fold
+        net = fold(model)
     return tf.function(
-        lambda images: predict_probabilities(model, images, protocol, num_classes,
+        lambda images: predict_probabilities(net, images, protocol, num_classes,
                                              model.mean_rgb),
         input_signature=[IMAGES_SPEC])
 
@@ -293,7 +301,7 @@ def to_rgb_uint8(image):
         array = array[..., :3] if array.shape[-1] != 1 else array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3:
+    if array.ndim != 3 or array.shape[-1] != 3:   # e.g. 2 channels, or a batch
         raise ImageError(f"image of shape {array.shape}: expected [H, W] or [H, W, 1|3|4]")
     if array.dtype.kind in "ui" and array.dtype.itemsize > 1:
         array = np.clip(array, 0, 65535).astype(np.uint16) >> 8

@@ -16,7 +16,7 @@ both variables and shapes. Exit status 2 when the checkpoint cannot be converted
 """
 from absl import app, flags
 
-from deeplab_tf.tools import run_main
+from deeplab_tf.tools import check_flags, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source", None, ["garden", "slim"], "garden: Model Garden (official/vision) "
@@ -40,6 +40,7 @@ flags.DEFINE_list("class_names", None, "Class names for dataset.json (default: V
 flags.DEFINE_boolean("allow_partial", False, "Write the model_dir even if model variables "
                      "are missing from the checkpoint (e.g. an ImageNet backbone only).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing --output_dir.")
+check_flags(output_stride=["output_stride"], positive=["num_classes"])
 
 
 def _ints(values, name):

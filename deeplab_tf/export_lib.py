@@ -84,7 +84,8 @@ def _check_size(size, max_pixels, where):
 class _Serving(tf.Module):
     """The exported object: two signatures, the model's variables, the metadata."""
 
-    def __init__(self, model, metadata, protocol, with_probabilities, max_pixels):
+    def __init__(self, model, metadata, protocol, with_probabilities,
+                 max_pixels=DEFAULT_MAX_PIXELS):
         super().__init__(name="deeplab_serving")
         # Variables only: the Keras model stays out of the object graph (TFLite trap).
         self.model_variables = list(model.variables)

@@ -32,6 +32,7 @@ STEPS, EVERY = 20, 2   # scenarios.py's chain: 20 steps, a checkpoint every 2
 KINDS = ("after_loop", "before_save", "mid_save", "after_save", "in_write")
 
 LEDGER = collections.Counter()
+PEAKS = {}   # what: peak memory in MB
 
 
 class Ledger:
@@ -47,8 +48,8 @@ class Ledger:
     def lost(self, n):
         LEDGER["lost"] += n
 
-    def peak_memory(self, megabytes):
-        LEDGER["peak_mb"] = max(LEDGER["peak_mb"], int(megabytes))
+    def peak_memory(self, what, megabytes):
+        PEAKS[what] = int(megabytes)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +60,8 @@ def ledger():
 def summary_line():
     line = (f"reliability: {LEDGER['injected']} faults injected, {LEDGER['survived']} "
             f"survived, {LEDGER['inputs']} bad inputs tried, {LEDGER['lost']} data lost")
-    if LEDGER["peak_mb"]:
-        line += f", peak memory of a fuzzed child {LEDGER['peak_mb']} MB"
+    if PEAKS:
+        line += "; peak memory " + ", ".join(f"{k} {v} MB" for k, v in sorted(PEAKS.items()))
     return line
 
 
@@ -175,8 +176,9 @@ class Streams:
 _WANTED = {"streams": False}
 
 
-def pytest_collection_modifyitems(items):
-    _WANTED["streams"] = any("streams" in getattr(item, "fixturenames", ()) for item in items)
+def pytest_collection_finish(session):   # after -k / -m deselection
+    _WANTED["streams"] = any("streams" in getattr(item, "fixturenames", ())
+                             for item in session.items)
 
 
 @pytest.fixture(scope="session")

@@ -43,12 +43,11 @@ def _encode(image, fmt, **kwargs):
 
 
 def _jpeg_claiming(width, height):
-    """A JPEG whose frame header (SOF0) claims width x height, cut off after it."""
+    """A 16x16 JPEG whose frame header (SOF0) claims width x height."""
     real = _encode(Image.new("RGB", (16, 16), (90, 120, 30)), "JPEG")
     sof = real.index(b"\xff\xc0")
     # SOF0: marker, length (2), precision (1), height (2), width (2), ...
-    patched = real[:sof + 5] + struct.pack(">HH", height, width) + real[sof + 9:]
-    return patched[:sof + 40]
+    return real[:sof + 5] + struct.pack(">HH", height, width) + real[sof + 9:]
 
 
 def encoded_inputs():

@@ -4,7 +4,6 @@ claiming 60000x60000 (refused from the header, before decoding, under a configur
 pixel limit), 16-bit, palette and grey+alpha images. Each gives a clear error or the
 right labels, computed here by padding the NumPy-decoded pixels and calling the model;
 nothing crashes; the peak memory of the fuzzed child processes is measured and bounded."""
-import os
 import re
 import subprocess
 import sys
@@ -46,6 +45,11 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def segmenter(model_dir):
+    return Segmenter(model_dir, output_stride=16)
+
+
+@pytest.fixture(scope="module")
 def reference(model_dir):
     """labels of raw RGB pixels, computed without the inference module: pad with the mean
     pixel to 16k+1 (output stride 16), call the model, softmax, cut back, argmax."""
@@ -62,8 +66,7 @@ def reference(model_dir):
     return labels
 
 
-def test_segmenter_arrays(model_dir, reference, ledger):
-    segmenter = Segmenter(model_dir, output_stride=16)
+def test_segmenter_arrays(segmenter, reference, ledger):
     cases = array_inputs()
     ledger.inputs(len(cases))
     for name, array, expected in cases:
@@ -85,8 +88,7 @@ def _write_inputs(folder):
     return paths
 
 
-def test_segmenter_files(model_dir, reference, tmp_path, ledger):
-    segmenter = Segmenter(model_dir, output_stride=16)
+def test_segmenter_files(segmenter, reference, tmp_path, ledger):
     paths = _write_inputs(tmp_path / "in")
     ledger.inputs(len(paths))
     for name, data, expected in encoded_inputs():
@@ -102,17 +104,14 @@ def test_segmenter_files(model_dir, reference, tmp_path, ledger):
 
 
 def run_measured(command):
-    """(exit status, stdout, stderr, peak RSS in MB) of a child process (os.wait4)."""
-    with open(os.devnull, "rb") as stdin:
-        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=REPO)
-        stdout, stderr = proc.communicate(timeout=600)
-    # communicate() reaped the child; its rusage is that of the largest reaped child so far,
-    # so the tool runs in a small wrapper that reports its own.
-    peak = re.findall(r"PEAK_RSS_KB (\d+)", stderr)
-    return proc.returncode, stdout, stderr, int(peak[-1]) / 1024 if peak else None
+    """(exit status, stdout, stderr, peak RSS in MB) of a child process that reports its
+    own peak (RUSAGE_CHILDREN would be the largest of all children of the test run)."""
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    peak = re.findall(r"PEAK_RSS_KB (\d+)", run.stderr)
+    return run.returncode, run.stdout, run.stderr, int(peak[-1]) / 1024 if peak else None
 
 
+# deeplab-predict, reporting its peak resident memory (ru_maxrss) when it exits.
 _WRAP = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_RSS_KB', "
          "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
          "sys.argv = ['deeplab-predict'] + sys.argv[1:]; "
@@ -140,7 +139,7 @@ def test_deeplab_predict(model_dir, reference, tmp_path, ledger):
             np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_label.png" for n in good)
     assert peak is not None
-    ledger.peak_memory(peak)
+    ledger.peak_memory("deeplab-predict", peak)
     assert peak < PREDICT_PEAK_LIMIT_MB
 
 
@@ -170,5 +169,5 @@ def test_savedmodel_signatures(streams, ledger):
         else:
             assert np.array(row["labels"]).shape == expected.shape[:2], name
     growth = fuzz["rss_after_mb"] - fuzz["rss_before_mb"]
-    ledger.peak_memory(fuzz["rss_after_mb"])
+    ledger.peak_memory("SavedModel fuzz (growth)", growth)
     assert growth < MEMORY_GROWTH_LIMIT_MB, growth

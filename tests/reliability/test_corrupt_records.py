@@ -66,6 +66,11 @@ def records(tmp_path_factory):
             "pattern": str(root / "train-*.tfrecord")}
 
 
+@pytest.fixture(scope="module")
+def scan(records):
+    return record_scan.scan(records["files"], decode=True)
+
+
 def test_without_skip_the_error_names_shard_and_record(records, ledger):
     ledger.injected(3)   # the three framing faults; the decode fault is the next test's
     with pytest.raises(record_scan.CorruptRecordError) as error:
@@ -81,9 +86,8 @@ def test_without_skip_the_error_names_shard_and_record(records, ledger):
     ledger.survived(3)
 
 
-def test_the_scan_finds_every_bad_record_and_keeps_every_good_one(records, ledger):
+def test_the_scan_finds_every_bad_record_and_keeps_every_good_one(records, scan, ledger):
     ledger.injected(4)
-    scan = record_scan.scan(records["files"], decode=True)
     assert scan.counts == [6, 6]
     assert {(b.file, b.index) for b in scan.bad} == set(records["bad"])
     reasons = {(b.file, b.index): b.reason for b in scan.bad}
@@ -104,8 +108,7 @@ def test_the_scan_finds_every_bad_record_and_keeps_every_good_one(records, ledge
     ledger.survived(4)
 
 
-def test_with_skip_the_pipeline_yields_only_good_records(records):
-    scan = record_scan.scan(records["files"], decode=True)
+def test_with_skip_the_pipeline_yields_only_good_records(records, scan):
     ds = pipeline.build_dataset(records["pattern"], global_batch_size=1, crop_size=33,
                                 skip_corrupt_records=True, records=scan, with_metadata=True,
                                 num_epochs=2)

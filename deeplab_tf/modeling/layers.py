@@ -38,11 +38,24 @@ def native_dilated_gradient():
     return _NATIVE_DILATED_GRADIENT
 
 
-def _overlap(shift, size):
-    """[start, end) of the outputs whose input index o + shift lies in [0, size)."""
-    start = tf.minimum(max(0, -shift), size)
-    end = tf.maximum(tf.minimum(size, size - shift), start)
-    return start, end
+def _overlaps(size, rate, taps):
+    """Per tap offset (t - taps//2) * rate along an axis of `size`: the first input index
+    read, the number of outputs whose input o + offset lies in [0, size), and the output
+    padding [before, after] around them."""
+    spans = []
+    for t in range(taps):
+        shift = (t - taps // 2) * rate
+        if isinstance(size, int):   # static: taps that miss are left out of the graph
+            start = min(max(0, -shift), size)
+            length = max(min(size, size - shift) - start, 0)
+            spans.append((min(max(start + shift, 0), size), length,
+                          [start, size - start - length]))
+            continue
+        start = tf.minimum(max(0, -shift), size)
+        length = tf.maximum(tf.minimum(size, size - shift) - start, 0)
+        spans.append((tf.clip_by_value(start + shift, 0, size), length,
+                      tf.stack([start, size - start - length])))
+    return spans
 
 
 def valid_tap_conv2d(x, w, rate):
@@ -50,50 +63,58 @@ def valid_tap_conv2d(x, w, rate):
 
     Tap (i, j) of a k x k filter at rate r reads the input shifted by ((i - k//2) r,
     (j - k//2) r); with zero padding it contributes only where the shifted input lies
-    inside the image. Each tap is therefore a 1x1 convolution (a matrix product) of the
-    overlapping part of x, added into the matching part of the output; a tap that misses
-    the image entirely costs nothing. At large rates most taps of ASPP's 3x3 filters fall
-    on the padding (Fig. 4: at rate ~ feature size the filter degenerates to its centre),
-    so this does the "valid" multiply-adds only: measured on a 2-core AVX2 CPU (oneDNN),
-    ASPP's convs at OS16 2.4x and at OS8 2.9x faster than `tf.nn.conv2d(dilations=r)`,
-    backbone atrous convs 1.3x. Its gradient is made of matmuls, slices and pads, which
-    every TensorFlow backend differentiates.
+    inside the image. Each tap is therefore a matrix product [pixels, in] x [in, out] of
+    the overlapping part of x, added into the matching part of the output; a tap that
+    misses the image entirely costs nothing. At large rates most taps of ASPP's 3x3 filters
+    fall on the padding (Fig. 4: at rate ~ feature size the filter degenerates to its
+    centre), so this does the "valid" multiply-adds only: measured on a 2-core AVX2 CPU
+    (oneDNN), ASPP's convs 1.2-2.9x faster than `tf.nn.conv2d(dilations=r)`. Its gradient
+    is made of matmuls, slices and pads, which every TensorFlow backend differentiates.
     """
-    k_h, k_w = int(w.shape[0]), int(w.shape[1])
+    k_h, k_w, c_in, c_out = (int(d) for d in w.shape)
     shape = tf.shape(x)
-    height, width = shape[1], shape[2]
+    n = shape[0]
+    # Static sizes where known (fixed-size export, training crops), else dynamic.
+    height = x.shape[1] if x.shape[1] is not None else shape[1]
+    width = x.shape[2] if x.shape[2] is not None else shape[2]
+    rows, cols = _overlaps(height, rate, k_h), _overlaps(width, rate, k_w)
+    no_pad = [0, 0]
     out = None
-    for i in range(k_h):
-        for j in range(k_w):
-            dy, dx = (i - k_h // 2) * rate, (j - k_w // 2) * rate
-            # Output rows [y0, y1): those with 0 <= y + dy < height, empty when the tap
-            # misses the image; they read input rows [y0 + dy, y1 + dy).
-            y0, y1 = _overlap(dy, height)
-            x0, x1 = _overlap(dx, width)
-            iy, ix = tf.minimum(y0 + dy, height), tf.minimum(x0 + dx, width)
-            # One matrix product [pixels, in] x [in, out] (a 1x1 conv; Conv2D mishandles
-            # the empty slices of taps that miss).
-            part = tf.tensordot(x[:, iy:iy + y1 - y0, ix:ix + x1 - x0], w[i, j], 1)
-            part = tf.pad(part, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+    for i, (iy, h, pad_y) in enumerate(rows):
+        for j, (ix, w_, pad_x) in enumerate(cols):
+            if (isinstance(h, int) and h == 0) or (isinstance(w_, int) and w_ == 0):
+                continue
+            part = tf.slice(x, tf.stack([0, iy, ix, 0]), tf.stack([n, h, w_, c_in]))
+            part = tf.matmul(tf.reshape(part, [-1, c_in]), w[i, j])
+            part = tf.pad(tf.reshape(part, tf.stack([n, h, w_, c_out])),
+                          tf.stack([no_pad, pad_y, pad_x, no_pad]))
             out = part if out is None else out + part
-    return out
+    return out   # the centre tap always sees the image
 
 
 def _on_gpu():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+# Inference uses valid taps from this rate on (ASPP's 6-36, block4's largest Multi_Grid
+# rates at OS8): there many taps fall on the padding. Below it nearly every tap sees the
+# image and the native kernel's single op beats nine small ones (and traces faster).
+VALID_TAP_MIN_RATE = 6
+
+
 def atrous_conv2d(x, w, rate, padding="SAME", training=False):
     """Stride-1 atrous convolution (odd kernel, SAME padding), by the fastest exact path.
 
-    Inference on CPU: `valid_tap_conv2d`. Training: the native dilated Conv2D, whose
-    oneDNN/cuDNN gradient is faster there (measured, bench/README.md); on TensorFlows
-    without a native dilated gradient (default CPU kernels, oneDNN off) `valid_tap_conv2d`
-    again, whose gradient is plain ops. GPUs always take cuDNN's dilated convolution.
+    Inference on CPU at rates >= VALID_TAP_MIN_RATE: `valid_tap_conv2d`. Training: the
+    native dilated Conv2D, whose oneDNN/cuDNN gradient is faster there (measured); on
+    TensorFlows without a native dilated gradient (default CPU kernels, oneDNN off)
+    `valid_tap_conv2d`, whose gradient is plain ops. GPUs take cuDNN's dilated convolution.
     """
     if rate == 1:
         return tf.nn.conv2d(x, w, strides=1, padding=padding)
-    if _on_gpu() or (training and native_dilated_gradient()):
+    if training and not native_dilated_gradient():
+        return valid_tap_conv2d(x, w, rate)
+    if training or rate < VALID_TAP_MIN_RATE or _on_gpu():
         return tf.nn.conv2d(x, w, strides=1, padding=padding, dilations=rate)
     return valid_tap_conv2d(x, w, rate)
 

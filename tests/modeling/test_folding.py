@@ -58,3 +58,13 @@ def test_folded_model_computes_the_same_logits(layout, output_stride, extra_bloc
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
     # The original model is untouched and still has its BN layers.
     assert len(top_level_bns(model)) == len(fold_pairs(model))
+
+
+def test_predictor_with_folded_bn_gives_the_same_probabilities():
+    from deeplab_tf import inference
+    model = randomize_bn(build_deeplabv3(4, output_stride=8, **TINY), seed=3)
+    protocol = inference.Protocol(output_stride=8, scales=(0.75, 1.0), flip=True)
+    x = np.random.default_rng(4).uniform(0, 255, (1, 37, 50, 3)).astype("float32")
+    ref = inference.make_predictor(model, protocol)(x).numpy()
+    folded = inference.make_predictor(model, protocol, fold_batch_norm=True)(x).numpy()
+    np.testing.assert_allclose(folded, ref, atol=2e-5)

@@ -205,7 +205,8 @@ def test_valid_tap_conv_matches_numpy(k, rate, h, w):
     for i in range(k):
         for j in range(k):
             want += xp[:, i * rate:i * rate + h, j * rate:j * rate + w] @ kernel[i, j]
-    got = tf.function(lambda x, kernel: layers_lib.valid_tap_conv2d(x, kernel, rate),
-                      input_signature=[tf.TensorSpec([None, None, None, 3]),
-                                       tf.TensorSpec([k, k, 3, 5])])(x, kernel)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for spec in ([None, None, None, 3], [2, h, w, 3]):   # dynamic and static sizes
+        got = tf.function(lambda x, kernel: layers_lib.valid_tap_conv2d(x, kernel, rate),
+                          input_signature=[tf.TensorSpec(spec),
+                                           tf.TensorSpec([k, k, 3, 5])])(x, kernel)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -6,8 +6,8 @@
 The run resumes from the latest checkpoint in --model_dir. Exit status: 0 done; 75 stopped
 by SIGTERM/SIGINT (or preemption) after saving a checkpoint, rerun the same command to
 resume; 1 on a non-finite loss (the last good checkpoint is kept), a checkpoint that cannot
-be written, or corrupt records (named: shard and index; data.skip_corrupt_records=true
-trains without them and reports how many); 2 on bad flags.
+be written, corrupt records (named: shard and index; data.skip_corrupt_records=true
+trains without them and reports how many), or bad flags (before any work).
 """
 import logging
 import os

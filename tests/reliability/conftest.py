@@ -1,10 +1,10 @@
 """The fault suite's ledger and summary line, and the child processes that run beside it.
 
-Every test records the faults it injects and the bad inputs it tries, and, only once its
+Every test records the faults it injects and the odd or bad inputs it tries, and, only once its
 checks have passed, that the faults were survived; data lost is what the tests find
 missing or changed of what existed before a fault. At the end of the run:
 
-    reliability: N faults injected, N survived, M bad inputs tried, 0 data lost, ...
+    reliability: N faults injected, N survived, M inputs tried, 0 data lost; peak memory ...
 
 Two streams of child processes start with the first test of this directory and run on
 the second core while the other tests run (scenarios.py):
@@ -59,7 +59,7 @@ def ledger():
 
 def summary_line():
     line = (f"reliability: {LEDGER['injected']} faults injected, {LEDGER['survived']} "
-            f"survived, {LEDGER['inputs']} bad inputs tried, {LEDGER['lost']} data lost")
+            f"survived, {LEDGER['inputs']} inputs tried, {LEDGER['lost']} data lost")
     if PEAKS:
         line += "; peak memory " + ", ".join(f"{k} {v} MB" for k, v in sorted(PEAKS.items()))
     return line

@@ -32,9 +32,10 @@ SERVING_ERRORS = {"random_bytes": "is not a JPEG or PNG", "empty": "is not a JPE
                               f"{MAX_PIXELS} (max_pixels)",
                   "huge_jpeg_header": "is 60000x60000 (WxH) pixels",
                   "truncated_jpeg": "Invalid JPEG data", "truncated_png": "PNG"}
-# Above this, a refused image was decoded after all: the bomb alone is 300 MB as RGB.
+# Above these, a refused image was decoded after all: the bomb is 300 MB as RGB, 1.2 GB as
+# the float32 the model takes. Measured: deeplab-predict ~700 MB, the SavedModel child ~600.
 MEMORY_GROWTH_LIMIT_MB = 150
-PREDICT_PEAK_LIMIT_MB = 1500
+PEAK_LIMIT_MB = 1200
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_deeplab_predict(model_dir, reference, tmp_path, ledger):
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_label.png" for n in good)
     assert peak is not None
     ledger.peak_memory("deeplab-predict", peak)
-    assert peak < PREDICT_PEAK_LIMIT_MB
+    assert peak < PEAK_LIMIT_MB
 
 
 def test_savedmodel_signatures(streams, ledger):
@@ -169,5 +170,6 @@ def test_savedmodel_signatures(streams, ledger):
         else:
             assert np.array(row["labels"]).shape == expected.shape[:2], name
     growth = fuzz["rss_after_mb"] - fuzz["rss_before_mb"]
-    ledger.peak_memory("SavedModel fuzz (growth)", growth)
-    assert growth < MEMORY_GROWTH_LIMIT_MB, growth
+    ledger.peak_memory("SavedModel fuzz child", fuzz["rss_after_mb"])
+    assert growth < MEMORY_GROWTH_LIMIT_MB, growth   # over the fuzz, after the first call
+    assert fuzz["rss_after_mb"] < PEAK_LIMIT_MB

@@ -124,8 +124,10 @@ def test_a_record_that_fails_to_decode_mid_training_is_named(records, tmp_path, 
         with tf.io.TFRecordWriter(str(tmp_path / f"train-{i:05d}-of-00002.tfrecord")) as w:
             for j, record in enumerate(shard):
                 w.write(records["broken"] if (i, j) == (1, 3) else record)
+    # One batch of all 12 records: the first step meets the broken one.
     config = configs.apply_overrides(configs.ExperimentConfig(), TINY + f",data.train_records="
-                                     f"{pattern},train.steps=6,model.backbone_weights=none")
+                                     f"{pattern},train.batch_size=12,train.steps=1,"
+                                     "model.backbone_weights=none")
     metadata = synthetic.synthetic.SYNTHETIC_METADATA
     dataset_fn = training_input.records_dataset_fn(config, metadata)   # framing is fine
     with pytest.raises(tf.errors.InvalidArgumentError) as error:

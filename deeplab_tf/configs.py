@@ -73,7 +73,7 @@ class TrainConfig:
     log_every: int = 10
     summary_images_every: int = 0      # 0: off
     seed: int = 0                      # weight initialization (the data has its own seed)
-    # XLA for the training step. Off: on CPU it is several times slower (bench/README.md);
+    # XLA for the training step. Off: slower on CPU (measured: README, Benchmarks);
     # try it on GPU/TPU (TPUs compile with XLA regardless).
     jit_compile: bool = False
     # deeplab-train's follow-up once training ends (the quickstart turns them on): evaluate

@@ -88,3 +88,16 @@ def test_tensorboard_scalars_and_sample_images(tmp_path):
                 tags.setdefault(value.tag, []).append(event.step)
     assert {"loss", "learning_rate", "images_per_second"} <= set(tags)
     assert tags["samples/prediction"] == [2] and "samples/ground_truth" in tags
+
+
+def test_xla_training_step_equals_the_plain_step(tmp_path):
+    """train.jit_compile=true compiles the step with XLA: same weights after 2 steps."""
+    weights = {}
+    for jit in (False, True):
+        model_dir = str(tmp_path / f"jit_{jit}")
+        config = tiny_config(f"train.steps=2,train.steps_per_loop=2,train.jit_compile={jit}")
+        train_lib.train(config, model_dir, META, dataset_fn(4))
+        model, _, _ = model_dir_lib.load_model(model_dir)
+        weights[jit] = [v.numpy() for v in model.weights]
+    for plain, xla in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(xla, plain, rtol=1e-3, atol=1e-4)

@@ -1,8 +1,9 @@
 """Corrupt TFRecords: a flipped byte (data CRC), a damaged length field (the reader must
 find the next record by itself), a cut-off last record, and a record with valid CRCs whose
-PNG is broken. Without data.skip_corrupt_records: an error naming shard and record, before
+JPEG is cut off. Without data.skip_corrupt_records: an error naming shard and record, before
 any batch or, for a record that only fails to decode, when training meets it. With it:
 every other record is read, training runs and reports how many were skipped."""
+import io
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from deeplab_tf import configs, train_lib
 from deeplab_tf.data import pipeline, record_scan, tfrecord, training_input
@@ -41,8 +43,8 @@ def patch(path, offset, xor=0xFF, cut=None):
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """Two shards of 6 records. Shard 0: record 2's data CRC fails. Shard 1: record 1's
-    length field is damaged, record 3 holds a cut-off PNG (CRCs valid), record 5 is cut
-    off at the end of the file."""
+    length field is damaged, record 3 holds a JPEG cut off after its headers (CRCs valid),
+    record 5 is cut off at the end of the file."""
     root = tmp_path_factory.mktemp("records")
     synthetic.convert(str(root), splits=("train",), num_train=12, image_size=(33, 33),
                       num_shards=2, num_workers=1, progress=False)
@@ -50,7 +52,10 @@ def records(tmp_path_factory):
     originals = [[r.numpy() for r in tf.data.TFRecordDataset(f)] for f in files]
     example = tf.train.Example.FromString(originals[1][3])
     image = example.features.feature[tfrecord.IMAGE_ENCODED].bytes_list
-    image.value[0] = image.value[0][:len(image.value[0]) // 2]
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(image.value[0])).save(buf, format="JPEG")
+    image.value[0] = buf.getvalue()[:buf.getvalue().index(b"\xff\xda") + 20]
+    example.features.feature[tfrecord.IMAGE_FORMAT].bytes_list.value[0] = b"jpeg"
     with tf.io.TFRecordWriter(files[1]) as writer:
         for i, record in enumerate(originals[1]):
             writer.write(example.SerializeToString() if i == 3 else record)
@@ -102,7 +107,7 @@ def test_the_scan_finds_every_bad_record_and_keeps_every_good_one(records, scan,
     lost = [g for g in good if got.get(g) != good[g]]
     ledger.lost(len(lost))
     assert lost == []                          # every good record read, byte for byte
-    assert set(got) - set(good) == {9}         # + the broken PNG, filtered by the pipeline
+    assert set(got) - set(good) == {9}         # + the broken JPEG, filtered by the pipeline
     valid = scan.valid()
     assert valid.sum() == 8 and not valid[9]
     ledger.survived(4)
@@ -118,7 +123,7 @@ def test_with_skip_the_pipeline_yields_only_good_records(records, scan):
 
 def test_a_record_that_fails_to_decode_mid_training_is_named(records, tmp_path, ledger):
     ledger.injected()
-    # Without the framing faults: only the broken PNG (shard 1, record 3) is left.
+    # Without the framing faults: only the broken JPEG (shard 1, record 3) is left.
     pattern = str(tmp_path / "train-*.tfrecord")
     for i, shard in enumerate(records["originals"]):
         with tf.io.TFRecordWriter(str(tmp_path / f"train-{i:05d}-of-00002.tfrecord")) as w:

@@ -1,13 +1,15 @@
 """Training checkpoints that survive faults: a save never leaves an incomplete checkpoint
-listed as the latest, and a restore falls back past a damaged one. Nothing is deleted
-but the files of a failed write.
+listed as the latest, and a restore falls back past a damaged one. Nothing is deleted but
+what a failed or killed write left (and, as CheckpointManager does, checkpoints beyond
+`keep_checkpoints`).
 
 Saving (`save`). tf.train.CheckpointManager writes a checkpoint's files (through a
 `ckpt-N_temp/` directory, then merged into ckpt-N.index and ckpt-N.data-*) and only then
 records it in the `checkpoint` state file, which is replaced atomically. A process killed
-at any point therefore leaves the previous checkpoint as the latest. A write that fails
-(disk full, file size limit, the directory deleted) raises `CheckpointWriteError`, naming
-the checkpoint and the latest complete one, after removing what that write left.
+at any point therefore leaves the previous checkpoint as the latest (the `ckpt-N_temp/` of
+a killed write is removed at the next start). A write that fails (disk full, file size
+limit, an unwritable directory) raises `CheckpointWriteError`, naming the checkpoint and
+the latest complete one, after removing what that write left.
 
 Fault points, the `hooks` of `train_lib.train` (the reliability suite kills the process
 at each; tests/reliability/):
@@ -15,11 +17,11 @@ at each; tests/reliability/):
   mid_save(step, path)      the checkpoint's files are complete, not yet recorded as latest
   after_save(step, path)    recorded; checkpoints beyond `keep_checkpoints` removed
 
-Restoring (`restore_latest`). The newest checkpoint that restores completely. Each one that
-does not (truncated, corrupt, files missing) is named in a warning and its files are moved
-to `checkpoints/unreadable/`, so that training, reaching that step again, does not
-overwrite them. A state file that cannot be parsed is moved aside the same way and the
-checkpoints are found by their file names.
+Restoring (`restore_latest`). The newest checkpoint whose every tensor reads (CRC-checked)
+is restored. Each one that does not (truncated, corrupt, files missing) is named in a
+warning and its files are moved to `checkpoints/unreadable/`, so that training, reaching
+that step again, does not overwrite them. A state file that cannot be parsed is moved
+aside the same way and the checkpoints are found by their file names.
 """
 import glob
 import logging

@@ -38,17 +38,11 @@ SIX_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)   # Table 6's best evaluation
 def use_keras_atrous():
     """Atrous convs the way Keras Conv2D(dilation_rate=r) computes them on TensorFlow."""
     from deeplab_tf.modeling import layers
-    layers.atrous_conv2d = lambda x, w, rate, padding="SAME": tf.nn.convolution(
-        x, w, padding=padding, dilations=rate)
+    layers.atrous_conv2d = lambda x, w, rate, padding="SAME", training=False: \
+        tf.nn.convolution(x, w, padding=padding, dilations=rate)
 
 
 CPU_TIMES = []   # process CPU seconds per timed repeat (all threads): robust to other load
-
-
-def use_native_atrous():
-    from deeplab_tf.modeling import layers
-    layers.valid_tap_conv2d = lambda x, w, rate: tf.nn.conv2d(
-        x, w, strides=1, padding="SAME", dilations=rate)
 
 
 def timed(fn, warm, reps):
@@ -142,8 +136,9 @@ def main():
     args.reps = args.reps or {"fwd": 9, "train": 5, "eval": 3}[args.task]
     if args.keras_atrous:
         use_keras_atrous()
-    if args.native_atrous:
-        use_native_atrous()
+    if args.native_atrous:   # held for the whole run: every trace takes the dilated Conv2D
+        from deeplab_tf.modeling.layers import native_atrous
+        native_atrous().__enter__()
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy(args.mixed_precision)

@@ -11,6 +11,8 @@ import re
 
 import tensorflow as tf
 
+from deeplab_tf.modeling.layers import native_atrous
+
 STAGES = ("input", "stem", "block1", "block2", "block3", "block4", "block5", "block6",
           "block7", "aspp", "logits")
 
@@ -41,7 +43,8 @@ def _pad_beg(op, axis, n, k, stride, rate, out):
 def conv_costs(model, height, width):
     """One row per convolution / matmul: (layer name, nominal MACs, valid MACs)."""
     fn = tf.function(lambda x: model(x, training=False))
-    graph = fn.get_concrete_function(tf.TensorSpec([1, height, width, 3], tf.float32)).graph
+    with native_atrous():   # the architecture's convolutions, not the valid-tap products
+        graph = fn.get_concrete_function(tf.TensorSpec([1, height, width, 3], tf.float32)).graph
     rows = []
     for op in graph.get_operations():
         if op.type not in ("Conv2D", "MatMul"):

@@ -3,6 +3,8 @@
 Every layer stores all of its constructor arguments and returns them from `get_config`
 (tests/modeling/test_layers.py builds the round-trip from each constructor's signature).
 """
+import contextlib
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -100,6 +102,19 @@ def _on_gpu():
 # rates at OS8): there many taps fall on the padding. Below it nearly every tap sees the
 # image and the native kernel's single op beats nine small ones (and traces faster).
 VALID_TAP_MIN_RATE = 6
+_FORCE_NATIVE = [False]
+
+
+@contextlib.contextmanager
+def native_atrous():
+    """Within it, models traced use the dilated Conv2D for every atrous convolution: the
+    graph shows the architecture's convolutions (analysis.complexity counts them), or the
+    slower path is measured (bench/ours.py --native_atrous)."""
+    _FORCE_NATIVE[0] = True
+    try:
+        yield
+    finally:
+        _FORCE_NATIVE[0] = False
 
 
 def atrous_conv2d(x, w, rate, padding="SAME", training=False):
@@ -112,9 +127,9 @@ def atrous_conv2d(x, w, rate, padding="SAME", training=False):
     """
     if rate == 1:
         return tf.nn.conv2d(x, w, strides=1, padding=padding)
-    if training and not native_dilated_gradient():
+    if training and not native_dilated_gradient() and not _FORCE_NATIVE[0]:
         return valid_tap_conv2d(x, w, rate)
-    if training or rate < VALID_TAP_MIN_RATE or _on_gpu():
+    if training or rate < VALID_TAP_MIN_RATE or _on_gpu() or _FORCE_NATIVE[0]:
         return tf.nn.conv2d(x, w, strides=1, padding=padding, dilations=rate)
     return valid_tap_conv2d(x, w, rate)
 

@@ -1,6 +1,6 @@
 """Benchmark (not a test): deeplab_tf against Model Garden and torchvision, in one run.
 
-    python bench/run_all.py                      # everything; about 25 minutes on 2 cores
+    python bench/run_all.py                      # everything; about 30 minutes on 2 cores
     python bench/run_all.py --quick              # fewer repeats, no OS8 training
     python bench/run_all.py --build_venvs        # first builds the peers' venvs (pip)
     python bench/run_all.py --only ours          # our rows only

@@ -97,16 +97,21 @@ def test_parameter_count_equals_independent_count():
 
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_no_space_to_batch_in_the_graph(output_stride, tiny_kwargs):
+    from deeplab_tf.modeling.layers import native_dilated_gradient
     model = build_deeplabv3(21, output_stride=output_stride, **tiny_kwargs)
-    fn = tf.function(lambda x: model(x, training=False))
-    graph = fn.get_concrete_function(tf.TensorSpec([1, None, None, 3], tf.float32)).graph
-    ops = [op.type for op in graph.get_operations()]
-    assert not any(t in ("SpaceToBatchND", "BatchToSpaceND") for t in ops)
-    # The atrous convolutions are there, as dilated Conv2D ops.
-    dilations = {tuple(op.get_attr("dilations")) for op in graph.get_operations()
-                 if op.type == "Conv2D"}
     largest = max(default_aspp_rates(output_stride))
-    assert (1, largest, largest, 1) in dilations
+    for training in (True, False):
+        fn = tf.function(lambda x: model(x, training=training))
+        graph = fn.get_concrete_function(tf.TensorSpec([1, None, None, 3], tf.float32)).graph
+        ops = [op.type for op in graph.get_operations()]
+        assert not any(t in ("SpaceToBatchND", "BatchToSpaceND") for t in ops)
+        dilations = {tuple(op.get_attr("dilations")) for op in graph.get_operations()
+                     if op.type == "Conv2D"}
+        # Training: ASPP's atrous convs are dilated Conv2D ops (where TF differentiates
+        # them natively); inference: valid-tap matrix products instead.
+        native = training and native_dilated_gradient()
+        assert ((1, largest, largest, 1) in dilations) == native
+        assert ("MatMul" in ops) == (not native)
 
 
 def test_invalid_arguments_are_clear_errors(tiny_kwargs):

@@ -62,9 +62,17 @@ def reference(model_dir):
         x = np.empty((1, ph, pw, 3), np.float32)
         x[:] = np.asarray(model.mean_rgb, np.float32)
         x[0, :h, :w] = rgb
-        probs = tf.nn.softmax(model(x, training=False)).numpy()[0, :h, :w]
-        return probs.argmax(-1)
+        return tf.nn.softmax(model(x, training=False)).numpy()[0, :h, :w]
     return labels
+
+
+def assert_labels(labels, probs, name):
+    """labels == argmax(probs), except where the two best classes are within float
+    rounding of each other (graph and eager kernels sum in different orders)."""
+    top2 = np.sort(probs, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 1e-4
+    np.testing.assert_array_equal(labels[clear], probs.argmax(-1)[clear], err_msg=name)
+    assert np.mean(clear) > 0.5, name   # the comparison is not vacuous
 
 
 def test_segmenter_arrays(segmenter, reference, ledger):
@@ -76,7 +84,7 @@ def test_segmenter_arrays(segmenter, reference, ledger):
                 segmenter.segment(array, max_pixels=MAX_PIXELS)
         else:
             labels, _ = segmenter.segment(array, max_pixels=MAX_PIXELS)
-            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+            assert_labels(labels, reference(expected), name)
 
 
 def _write_inputs(folder):
@@ -101,7 +109,7 @@ def test_segmenter_files(segmenter, reference, tmp_path, ledger):
         else:
             rgb, labels, _ = segmenter.segment_file(paths[name], max_pixels=MAX_PIXELS)
             np.testing.assert_array_equal(rgb, expected, err_msg=name)
-            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+            assert_labels(labels, reference(expected), name)
 
 
 def run_measured(command):
@@ -137,7 +145,7 @@ def test_deeplab_predict(model_dir, reference, tmp_path, ledger):
                              re.escape(FILE_ERRORS.get(name, "not a readable image")), stderr)
         else:
             labels = np.asarray(Image.open(out / f"{name}_label.png"))
-            np.testing.assert_array_equal(labels, reference(expected), err_msg=name)
+            assert_labels(labels, reference(expected), name)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_label.png" for n in good)
     assert peak is not None
     ledger.peak_memory("deeplab-predict", peak)

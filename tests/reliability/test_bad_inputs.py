@@ -120,9 +120,12 @@ def run_measured(command):
     return run.returncode, run.stdout, run.stderr, int(peak[-1]) / 1024 if peak else None
 
 
-# deeplab-predict, reporting its peak resident memory (ru_maxrss) when it exits.
-_WRAP = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_RSS_KB', "
-         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+# deeplab-predict, reporting its peak resident memory when it exits: VmHWM, the high-water
+# mark of its own address space (ru_maxrss would also count the pages of the pytest process
+# it was forked from, GBs late in a full run).
+_WRAP = ("import atexit, re, runpy, sys; atexit.register(lambda: print('PEAK_RSS_KB', "
+         "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1), "
+         "file=sys.stderr)); "
          "sys.argv = ['deeplab-predict'] + sys.argv[1:]; "
          "runpy.run_module('deeplab_tf.tools.predict', run_name='__main__')")
 

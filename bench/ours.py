@@ -15,7 +15,7 @@ Switches that bring back a slower path, for before/after numbers:
   --mixed_precision mixed_bfloat16
 
 Prints the median seconds after warm-up, then one line `RESULT {json}` that bench/run_all.py
-reads (with the conv gradient path: "native" dilated Conv2D gradients or the SpaceToBatch
+reads (with the conv gradient path: "native" dilated Conv2D gradients or the valid-tap
 fallback, deeplab_tf/modeling/layers.py).
 """
 import argparse
@@ -152,7 +152,7 @@ def main():
         "cpu_s": statistics.median(CPU_TIMES), "fold_bn": args.fold,
         "keras_atrous": args.keras_atrous, "native_atrous": args.native_atrous, "jit": args.jit,
         "dtype": args.mixed_precision or "float32",
-        "conv_gradient": "native" if native_dilated_gradient() else "space_to_batch",
+        "conv_gradient": "native" if native_dilated_gradient() else "valid_taps",
         "tf": tf.__version__}
     print(f"\n{args.task} {args.backbone} OS{args.output_stride} {args.size}x{args.size} "
           f"batch {images}: {median:.3f} s (median of {len(times)}, min {min(times):.3f}; "

@@ -14,10 +14,13 @@ Bootstrapping (Sec. 4.1) repeats the images that contain hard classes `bootstrap
 times per epoch (`deeplab_tf.data.bootstrap`). Each input pipeline reads every file and
 keeps its own examples (index % num_input_pipelines).
 
-Speed: only the source window of a crop is decoded (JPEG) and resized (`augment`). On
-CPU hosts, TF's default allocator page-faults every fresh crop and batch buffer in;
+Speed: only the source window of a crop is decoded (JPEG) and resized (`augment`). TF's
+default CPU allocator page-faults every fresh crop and batch buffer in;
 `TF_CPU_ALLOCATOR_USE_BFC=1` in the environment before TensorFlow starts makes the
-pipeline 1.3x faster (bench/input_pipeline.py: ~300 images/s of 513x513 crops on 2 cores).
+pipeline 1.4x faster (bench/input_pipeline.py on 2 cores: 340-390 images/s of 513x513
+crops with it, 235 without). It is not set for you: on the CPU it made the model's
+training step no faster (9.1 s default, 10.0 s BFC, one run each), so it pays where the
+host only feeds accelerators.
 
     strategy.distribute_datasets_from_function(
         lambda ctx: build_dataset("train-*.tfrecord", global_batch_size=16,

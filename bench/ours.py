@@ -28,7 +28,7 @@ import time
 
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")  # as the tools do (deeplab_tf.tools)
 
-import deeplab_tf  # noqa: E402,F401  (before TensorFlow: oneDNN)
+import deeplab_tf  # noqa: E402,F401  (before TensorFlow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

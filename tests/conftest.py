@@ -3,7 +3,7 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import deeplab_tf  # noqa: E402,F401  (before any TensorFlow import: enables oneDNN)
+import deeplab_tf  # noqa: E402,F401  (before any TensorFlow import)
 
 import pytest  # noqa: E402
 

@@ -19,8 +19,7 @@ def native_dilated_gradient():
 
     oneDNN and cuDNN can; TensorFlow's default CPU kernels cannot ("Current CPU
     implementations do not yet support dilation rates larger than 1"), e.g. on AMD CPUs,
-    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1 (deeplab_tf sets it by
-    default). Probed once, eagerly.
+    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1. Probed once, eagerly.
     """
     global _NATIVE_DILATED_GRADIENT
     if _NATIVE_DILATED_GRADIENT is None:

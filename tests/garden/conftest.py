@@ -10,7 +10,7 @@ tf-models-official, these tests fail at import: they never skip.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import deeplab_tf  # noqa: E402,F401  (before any TensorFlow import: enables oneDNN)
+import deeplab_tf  # noqa: E402,F401  (before any TensorFlow import)
 
 try:
     import official.vision  # noqa: E402,F401

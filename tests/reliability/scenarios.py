@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 
-import deeplab_tf  # noqa: F401  (before TensorFlow: oneDNN)
+import deeplab_tf  # noqa: F401  (before TensorFlow)
 import numpy as np
 import tensorflow as tf
 

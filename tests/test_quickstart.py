@@ -13,7 +13,8 @@ from deeplab_tf.data.converters import synthetic
 
 SMALL = ("train.steps=4,train.steps_per_loop=2,train.checkpoint_every=4,train.batch_size=4,"
          "train.then_predict=2,model.width_multiplier=0.125,model.aspp_filters=16,"
-         "data.crop_size=(65,65)")
+         "data.crop_size=(65,65),eval.scales=(1.0,),eval.flip=false")
+# (the multi-scale + flip protocol has tests of its own: tests/test_inference.py)
 
 
 def test_quickstart_end_to_end(tmp_path):

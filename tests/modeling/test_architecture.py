@@ -114,6 +114,48 @@ def test_no_space_to_batch_in_the_graph(output_stride, tiny_kwargs):
         assert ("MatMul" in ops) == (not native)
 
 
+def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
+    """Where TF has no native dilated gradient (its Eigen CPU kernels, e.g. on AMD), every
+    atrous conv trains through valid taps: loss, gradients and BN statistics of a training
+    step at OS8 (Multi_Grid rates 2, 4, 8 and ASPP 12/24/36) equal the native path's."""
+    from deeplab_tf.modeling import layers
+    if not layers.native_dilated_gradient():
+        pytest.fail("needs the native dilated gradient (tests/conftest.py enables oneDNN)")
+    model = build_deeplabv3(5, output_stride=8, **tiny_kwargs)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (2, 49, 41, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 5, (2, 49, 41)))
+    bn = [v for v in model.non_trainable_variables if "moving_mean" in v.path]
+
+    def step():
+        start = [v.numpy() for v in bn]
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                y, tf.image.resize(logits, (49, 41)), from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        moved = [v.numpy() for v in bn]
+        for v, value in zip(bn, start):
+            v.assign(value)
+        graph = tf.function(lambda: model(x, training=True)).get_concrete_function().graph
+        dilated = any(op.type == "Conv2D" and max(op.get_attr("dilations")) > 1
+                      for op in graph.get_operations())
+        return loss.numpy(), [g.numpy() for g in grads], moved, dilated
+
+    loss_n, grads_n, moved_n, dilated_n = step()
+    monkeypatch.setattr(layers, "_NATIVE_DILATED_GRADIENT", False)
+    loss_v, grads_v, moved_v, dilated_v = step()
+    assert dilated_n and not dilated_v  # the two paths really differ
+    np.testing.assert_allclose(loss_v, loss_n, rtol=1e-5)
+    names = [v.path for v in model.trainable_variables] + [v.path for v in bn]
+    for name, a, b in zip(names, grads_v + moved_v, grads_n + moved_n):
+        # Per tensor, relative to its norm: float32 sums in another order differ by ~1e-4
+        # of the largest element; a wrong tap or padding would be off by O(1). (Biases
+        # before a BN have gradients of ~1e-10, rounding noise: hence the floor.)
+        error = np.linalg.norm(a - b)
+        assert error <= 2e-3 * np.linalg.norm(b) + 1e-7 * np.sqrt(b.size), (name, error)
+
+
 def test_invalid_arguments_are_clear_errors(tiny_kwargs):
     with pytest.raises(ValueError, match="output_stride=12"):
         build_deeplabv3(21, output_stride=12, **tiny_kwargs)

@@ -57,6 +57,16 @@ def timed(fn, warm, reps):
     return times
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS, or its
+    default: on for Intel CPUs) rather than its Eigen ones."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
 def build_model(args):
     from deeplab_tf.modeling import build_deeplabv3
     return build_deeplabv3(21, backbone=args.backbone, output_stride=args.output_stride)
@@ -153,6 +163,7 @@ def main():
         "keras_atrous": args.keras_atrous, "native_atrous": args.native_atrous, "jit": args.jit,
         "dtype": args.mixed_precision or "float32",
         "conv_gradient": "native" if native_dilated_gradient() else "valid_taps",
+        "cpu_kernels": "oneDNN" if onednn_enabled() else "Eigen",
         "tf": tf.__version__}
     print(f"\n{args.task} {args.backbone} OS{args.output_stride} {args.size}x{args.size} "
           f"batch {images}: {median:.3f} s (median of {len(times)}, min {min(times):.3f}; "

@@ -49,10 +49,11 @@ def run(name, cmd, log_dir, env=None):
 SIZE = ["--size", "513"]   # --size of this run, passed to every script
 
 
-def ours(task, os_, log_dir, *extra):
-    out, peak, _ = run(f"ours_{task}_os{os_}{''.join(extra).replace('--', '_')}",
-                       [sys.executable, os.path.join(HERE, "ours.py"), "--task", task,
-                        "--output_stride", str(os_), *SIZE, *extra], log_dir)
+def ours(task, os_, log_dir, *extra, env=None):
+    name = f"ours_{task}_os{os_}{''.join(extra).replace('--', '_')}"
+    name += "".join(f"_{k}{v}" for k, v in (env or {}).items())
+    out, peak, _ = run(name, [sys.executable, os.path.join(HERE, "ours.py"), "--task", task,
+                              "--output_stride", str(os_), *SIZE, *extra], log_dir, env=env)
     if out is None:
         return None
     result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
@@ -152,6 +153,9 @@ def main():
     parser.add_argument("--only", choices=("all", "ours"), default="all")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no OS8 training")
     parser.add_argument("--build_venvs", action="store_true")
+    parser.add_argument("--variants", default="",
+                        help="only the variant rows whose label has one of these "
+                             "comma-separated words (e.g. oneDNN,XLA)")
     parser.add_argument("--skip_variants", action="store_true",
                         help="skip the before/after rows of our optimizations")
     parser.add_argument("--size", type=int, default=513, help="image side (smoke runs)")
@@ -204,7 +208,11 @@ def main():
     if "input" in tasks:
         rows.append(("input pipeline, train mode, 513 crops", "rate", input_rates(d, g)))
     if not args.skip_variants:
+        onednn = {"TF_ENABLE_ONEDNN_OPTS": "1"}
         for label, task, os_, extra in (
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 16, [onednn]),
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 8, [onednn]),
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "train", 16, [onednn]),
                 ("BN folded into the convs (--fold)", "fwd", 16, ["--fold"]),
                 ("all taps, dilated Conv2D (--native_atrous)", "fwd", 16, ["--native_atrous"]),
                 ("all taps, dilated Conv2D (--native_atrous)", "fwd", 8, ["--native_atrous"]),
@@ -212,9 +220,13 @@ def main():
                 ("XLA jit_compile (--jit)", "fwd", 16, ["--jit"]),
                 ("XLA jit_compile (--jit)", "train", 16, ["--jit", "--reps", "1", "--warm", "1"]),
                 ("mixed_bfloat16", "fwd", 16, ["--mixed_precision", "mixed_bfloat16"])):
+            if args.variants and not any(k in label for k in args.variants.split(",")):
+                continue
             name = "forward" if task == "fwd" else "training step"
+            env = next((e for e in extra if isinstance(e, dict)), None)
+            flags = [e for e in extra if not isinstance(e, dict)]
             rows.append((f"ours {name} OS{os_}: {label}", "s",
-                         {"ours": ours(task, os_, d, *reps, *extra)}))
+                         {"ours": ours(task, os_, d, *reps, *flags, env=env)}))
     peak, bound = lower_bound(d, our_macs())
     header = (f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, {cpu_name()}; peak conv rate {peak or 0:.0f} GFLOP/s")

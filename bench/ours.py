@@ -10,15 +10,16 @@ Switches that bring back a slower path, for before/after numbers:
   --keras_atrous     atrous convs through tf.nn.convolution (SpaceToBatchND, what Keras
                      Conv2D(dilation_rate=r) does) instead of the direct dilated Conv2D
   --native_atrous    inference atrous convs through the dilated Conv2D (all taps) instead of
-                     the valid-tap form (modeling/layers.py valid_tap_conv2d)
+                     the valid-tap form (modeling/atrous.py valid_tap_conv2d)
   --jit              XLA jit_compile (forward function / training step)
   --mixed_precision mixed_bfloat16
 
 Prints the median seconds after warm-up, then one line `RESULT {json}` that bench/run_all.py
 reads (with the conv gradient path: "native" dilated Conv2D gradients or the valid-tap
-fallback, deeplab_tf/modeling/layers.py).
+fallback, deeplab_tf/modeling/atrous.py).
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -37,8 +38,8 @@ SIX_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)   # Table 6's best evaluation
 
 def use_keras_atrous():
     """Atrous convs the way Keras Conv2D(dilation_rate=r) computes them on TensorFlow."""
-    from deeplab_tf.modeling import layers
-    layers.atrous_conv2d = lambda x, w, rate, padding="SAME", training=False: \
+    from deeplab_tf.modeling import atrous
+    atrous.atrous_conv2d = lambda x, w, rate, padding="SAME", training=False: \
         tf.nn.convolution(x, w, padding=padding, dilations=rate)
 
 
@@ -146,14 +147,14 @@ def main():
     args.reps = args.reps or {"fwd": 9, "train": 5, "eval": 3}[args.task]
     if args.keras_atrous:
         use_keras_atrous()
-    if args.native_atrous:   # held for the whole run: every trace takes the dilated Conv2D
-        from deeplab_tf.modeling.layers import native_atrous
-        native_atrous().__enter__()
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy(args.mixed_precision)
-    from deeplab_tf.modeling.layers import native_dilated_gradient
-    times, images = {"fwd": bench_fwd, "train": bench_train, "eval": bench_eval}[args.task](args)
+    from deeplab_tf.modeling.atrous import native_atrous, native_dilated_gradient
+    task = {"fwd": bench_fwd, "train": bench_train, "eval": bench_eval}[args.task]
+    # --native_atrous holds for the whole measurement: every trace takes the dilated Conv2D.
+    with native_atrous() if args.native_atrous else contextlib.nullcontext():
+        times, images = task(args)
     median = statistics.median(times)
     result = {
         "task": args.task, "output_stride": args.output_stride, "backbone": args.backbone,

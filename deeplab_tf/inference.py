@@ -246,8 +246,9 @@ def make_predictor(model, protocol, fold_batch_norm=False):
     """A tf.function images -> probabilities for a DeepLabV3, traced once for all sizes.
 
     `fold_batch_norm` predicts with BN folded into the convolutions (a snapshot of the
-    weights, modeling/folding.py). Off by default: with TensorFlow's oneDNN kernels on the
-    2-core AVX2 CPU we measured it ~20% slower (bench/ours.py --fold)."""
+    weights, modeling/folding.py). Off by default: on the 2-core AVX2 CPU we measured it
+    was ~20% slower with TensorFlow's oneDNN kernels and within noise with its Eigen ones
+    (bench/ours.py --fold)."""
     num_classes = model.builder_args["num_classes"]
     net = model
     if fold_batch_norm:

@@ -4,14 +4,14 @@ Multiply-adds are read off the traced graph at a fixed input size: every Conv2D 
 op, so nothing the model computes is missed. Two conventions, as in the peers' analytic
 counts: "nominal" counts every output position x every kernel tap (what profilers report);
 "valid" counts only taps landing inside the unpadded input, which matters at large atrous
-rates where most taps hit the padding (Fig. 4) and oneDNN skips them.
+rates where most taps hit the padding (Fig. 4) and `valid_tap_conv2d` skips them.
 """
 import collections
 import re
 
 import tensorflow as tf
 
-from deeplab_tf.modeling.layers import native_atrous
+from deeplab_tf.modeling.atrous import native_atrous
 
 STAGES = ("input", "stem", "block1", "block2", "block3", "block4", "block5", "block6",
           "block7", "aspp", "logits")

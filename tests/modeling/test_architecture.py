@@ -97,7 +97,7 @@ def test_parameter_count_equals_independent_count():
 
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_no_space_to_batch_in_the_graph(output_stride, tiny_kwargs):
-    from deeplab_tf.modeling.layers import native_dilated_gradient
+    from deeplab_tf.modeling.atrous import native_dilated_gradient
     model = build_deeplabv3(21, output_stride=output_stride, **tiny_kwargs)
     largest = max(default_aspp_rates(output_stride))
     for training in (True, False):
@@ -118,8 +118,8 @@ def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
     """Where TF has no native dilated gradient (its Eigen CPU kernels, e.g. on AMD), every
     atrous conv trains through valid taps: loss, gradients and BN statistics of a training
     step at OS8 (Multi_Grid rates 2, 4, 8 and ASPP 12/24/36) equal the native path's."""
-    from deeplab_tf.modeling import layers
-    if not layers.native_dilated_gradient():
+    from deeplab_tf.modeling import atrous
+    if not atrous.native_dilated_gradient():
         pytest.fail("needs the native dilated gradient (tests/conftest.py enables oneDNN)")
     model = build_deeplabv3(5, output_stride=8, **tiny_kwargs)
     rng = np.random.default_rng(0)
@@ -143,7 +143,7 @@ def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
         return loss.numpy(), [g.numpy() for g in grads], moved, dilated
 
     loss_n, grads_n, moved_n, dilated_n = step()
-    monkeypatch.setattr(layers, "_NATIVE_DILATED_GRADIENT", False)
+    monkeypatch.setattr(atrous, "_NATIVE_DILATED_GRADIENT", False)
     loss_v, grads_v, moved_v, dilated_v = step()
     assert dilated_n and not dilated_v  # the two paths really differ
     np.testing.assert_allclose(loss_v, loss_n, rtol=1e-5)

@@ -161,8 +161,8 @@ def test_atrous_gradient_matches_numpy(path):
     form used where TF has no native dilated gradient) against a NumPy gradient of
     L = sum(y * g)."""
     import tensorflow as tf
-    from deeplab_tf.modeling import layers as layers_lib
-    if path == "native" and not layers_lib.native_dilated_gradient():
+    from deeplab_tf.modeling import atrous
+    if path == "native" and not atrous.native_dilated_gradient():
         # TF's default CPU kernels (Eigen, e.g. on AMD) have no dilated gradient; oneDNN's
         # do: run this case again in a process with oneDNN on.
         if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1":
@@ -180,9 +180,9 @@ def test_atrous_gradient_matches_numpy(path):
     w = tf.constant(rng.normal(size=(k, k, 3, 4)).astype("float32"))
     g = rng.normal(size=(2, 9, 8, 4)).astype("float32")
     if path == "native":
-        conv = tf.function(lambda x, w: layers_lib.atrous_conv2d(x, w, r, training=True))
+        conv = tf.function(lambda x, w: atrous.atrous_conv2d(x, w, r, training=True))
     else:
-        conv = tf.function(lambda x, w: layers_lib.valid_tap_conv2d(x, w, r))
+        conv = tf.function(lambda x, w: atrous.valid_tap_conv2d(x, w, r))
     with tf.GradientTape() as tape:
         tape.watch([x, w])
         y = conv(x, w)
@@ -206,7 +206,7 @@ def test_valid_tap_conv_matches_numpy(k, rate, h, w):
     """The valid-tap form against Eq. (1) with zero padding, including rates at and past
     the image size (only the centre tap sees the image: Fig. 4's degenerate case)."""
     import tensorflow as tf
-    from deeplab_tf.modeling import layers as layers_lib
+    from deeplab_tf.modeling import atrous
     rng = np.random.default_rng(k * 100 + rate)
     x = rng.normal(size=(2, h, w, 3)).astype("float32")
     kernel = rng.normal(size=(k, k, 3, 5)).astype("float32")
@@ -218,7 +218,7 @@ def test_valid_tap_conv_matches_numpy(k, rate, h, w):
         for j in range(k):
             want += xp[:, i * rate:i * rate + h, j * rate:j * rate + w] @ kernel[i, j]
     for spec in ([None, None, None, 3], [2, h, w, 3]):   # dynamic and static sizes
-        got = tf.function(lambda x, kernel: layers_lib.valid_tap_conv2d(x, kernel, rate),
+        got = tf.function(lambda x, kernel: atrous.valid_tap_conv2d(x, kernel, rate),
                           input_signature=[tf.TensorSpec(spec),
                                            tf.TensorSpec([k, k, 3, 5])])(x, kernel)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

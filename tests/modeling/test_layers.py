@@ -155,8 +155,9 @@ def test_mixed_bfloat16_policy():
     assert np.max(np.abs(y16 - y32)) < 0.05 * np.max(np.abs(y32)) + 1e-3
 
 
-@pytest.mark.parametrize("path", ["native", "valid_taps"])
-def test_atrous_gradient_matches_numpy(path):
+@pytest.mark.parametrize("path", ["native", "valid_taps", "valid_taps_lean", "dynamic_lean"])
+@pytest.mark.parametrize("r", [3, 8])   # 8: on the 9x8 input some taps miss the image
+def test_atrous_gradient_matches_numpy(path, r):
     """Both training paths of the atrous conv (native dilated Conv2D, and the valid-tap
     form used where TF has no native dilated gradient) against a NumPy gradient of
     L = sum(y * g)."""
@@ -167,7 +168,7 @@ def test_atrous_gradient_matches_numpy(path):
         # do: run this case again in a process with oneDNN on.
         if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1":
             pytest.fail("no native dilated Conv2D gradient even with TF_ENABLE_ONEDNN_OPTS=1")
-        test = f"{__file__}::test_atrous_gradient_matches_numpy[native]"
+        test = f"{__file__}::test_atrous_gradient_matches_numpy[{r}-native]"
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
             env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}, capture_output=True, text=True,
@@ -175,14 +176,19 @@ def test_atrous_gradient_matches_numpy(path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return
     rng = np.random.default_rng(0)
-    r, k = 3, 3
+    k = 3
     x = tf.constant(rng.normal(size=(2, 9, 8, 3)).astype("float32"))
     w = tf.constant(rng.normal(size=(k, k, 3, 4)).astype("float32"))
     g = rng.normal(size=(2, 9, 8, 4)).astype("float32")
     if path == "native":
         conv = tf.function(lambda x, w: atrous.atrous_conv2d(x, w, r, training=True))
-    else:
+    elif path == "valid_taps":
         conv = tf.function(lambda x, w: atrous.valid_tap_conv2d(x, w, r))
+    else:   # the hand-written gradient of training, at static and at unknown sizes
+        signature = None if path == "valid_taps_lean" else [
+            tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([k, k, 3, 4])]
+        conv = tf.function(lambda x, w: atrous.valid_tap_conv2d(x, w, r, lean_gradient=True),
+                           input_signature=signature)
     with tf.GradientTape() as tape:
         tape.watch([x, w])
         y = conv(x, w)

@@ -67,4 +67,6 @@ def test_predictor_with_folded_bn_gives_the_same_probabilities():
     x = np.random.default_rng(4).uniform(0, 255, (1, 37, 50, 3)).astype("float32")
     ref = inference.make_predictor(model, protocol)(x).numpy()
     folded = inference.make_predictor(model, protocol, fold_batch_norm=True)(x).numpy()
-    np.testing.assert_allclose(folded, ref, atol=2e-5)
+    # float32 rounding of the folded products: up to ~5e-5 on probabilities where the
+    # randomized BNs make logits large (seen in CI); a misfolded BN is off by O(0.1).
+    np.testing.assert_allclose(folded, ref, atol=2e-4)

@@ -12,7 +12,7 @@ from helpers import tiny_config
 
 # sample_4: bicycle + person; sample_1: train. Four classes with background.
 SAMPLES = ("sample_4", "sample_1")
-SIZE = 161  # OS*k+1 at output stride 8 and 16
+SIZE = 129  # OS*k+1 at output stride 8 and 16
 
 
 def load(name):

@@ -40,43 +40,47 @@ def native_dilated_gradient():
 
 
 def _overlaps(size, rate, taps):
-    """Per tap offset (t - taps//2) * rate along an axis of `size`: the first input index
-    read, the number of outputs whose input o + offset lies in [0, size), and the output
-    padding [before, after] around them."""
+    """Per tap offset (t - taps//2) * rate along an axis of `size`: the number of outputs
+    whose input o + offset lies in [0, size), and the padding [before, after] that places
+    that many rows in the output and in the input (the gradient's dx) respectively."""
     spans = []
     for t in range(taps):
         shift = (t - taps // 2) * rate
         if isinstance(size, int):   # static: taps that miss are left out of the graph
             start = min(max(0, -shift), size)
             length = max(min(size, size - shift) - start, 0)
-            spans.append((min(max(start + shift, 0), size), length,
-                          [start, size - start - length]))
+            first = min(max(start + shift, 0), size)
+            spans.append((length, [start, size - start - length],
+                          [first, size - first - length]))
             continue
         start = tf.minimum(max(0, -shift), size)
         length = tf.maximum(tf.minimum(size, size - shift) - start, 0)
-        spans.append((tf.clip_by_value(start + shift, 0, size), length,
-                      tf.stack([start, size - start - length])))
+        first = tf.clip_by_value(start + shift, 0, size)
+        spans.append((length, tf.stack([start, size - start - length]),
+                      tf.stack([first, size - first - length])))
     return spans
 
 
 def _taps(x, w, rate):
-    """(i, j, input corner, output corner, overlap size) of every tap that may see the
-    image; static sizes where known (fixed-size export, training crops), else dynamic."""
+    """(i, j, output padding, input padding, overlap size) of every tap that may see the
+    image (the paddings' "before" parts are the overlap's corners); static sizes where
+    known (fixed-size export, training crops), else dynamic."""
     k_h, k_w = int(w.shape[0]), int(w.shape[1])
     shape = tf.shape(x)
     height = x.shape[1] if x.shape[1] is not None else shape[1]
     width = x.shape[2] if x.shape[2] is not None else shape[2]
     rows, cols = _overlaps(height, rate, k_h), _overlaps(width, rate, k_w)
-    for i, (iy, h, pad_y) in enumerate(rows):
-        for j, (ix, w_, pad_x) in enumerate(cols):
+    for i, (h, out_y, in_y) in enumerate(rows):
+        for j, (w_, out_x, in_x) in enumerate(cols):
             if (isinstance(h, int) and h == 0) or (isinstance(w_, int) and w_ == 0):
                 continue   # a tap that misses the image (static sizes): not in the graph
-            yield i, j, (iy, ix), (pad_y, pad_x), (h, w_)
+            yield i, j, (out_y, out_x), (in_y, in_x), (h, w_)
 
 
-def _window(t, corner, size):
+def _window(t, pads, size):
+    """The part of t that padding `pads` places: the window at their "before" corner."""
     n, c = tf.shape(t)[0], tf.shape(t)[3]
-    return tf.slice(t, tf.stack([0, corner[0], corner[1], 0]), tf.stack([n, *size, c]))
+    return tf.slice(t, tf.stack([0, pads[0][0], pads[1][0], 0]), tf.stack([n, *size, c]))
 
 
 def _place(part, pads):
@@ -87,9 +91,9 @@ def _valid_tap_forward(x, w, rate):
     c_in, c_out = int(w.shape[2]), int(w.shape[3])
     n = tf.shape(x)[0]
     out = None
-    for i, j, corner, pads, size in _taps(x, w, rate):
-        part = tf.matmul(tf.reshape(_window(x, corner, size), [-1, c_in]), w[i, j])
-        part = _place(tf.reshape(part, tf.stack([n, *size, c_out])), pads)
+    for i, j, out_pads, in_pads, size in _taps(x, w, rate):
+        part = tf.matmul(tf.reshape(_window(x, in_pads, size), [-1, c_in]), w[i, j])
+        part = _place(tf.reshape(part, tf.stack([n, *size, c_out])), out_pads)
         out = part if out is None else out + part
     return out   # the centre tap always sees the image
 
@@ -123,15 +127,12 @@ def valid_tap_conv2d(x, w, rate, lean_gradient=False):
             dx = None
             dw = [[tf.zeros_like(w[0, 0]) for _ in range(w.shape[1])]
                   for _ in range(w.shape[0])]
-            for i, j, corner, pads, size in _taps(x, w, rate):
-                x_part = tf.reshape(_window(x, corner, size), [-1, c_in])
-                dy_part = tf.reshape(_window(dy, [p[0] for p in pads], size), [-1, c_out])
+            for i, j, out_pads, in_pads, size in _taps(x, w, rate):
+                x_part = tf.reshape(_window(x, in_pads, size), [-1, c_in])
+                dy_part = tf.reshape(_window(dy, out_pads, size), [-1, c_out])
                 dw[i][j] = tf.matmul(x_part, dy_part, transpose_a=True)
                 part = tf.matmul(dy_part, w[i, j], transpose_b=True)
-                shape = tf.shape(x)
-                part = _place(tf.reshape(part, tf.stack([n, *size, c_in])), [
-                    tf.stack([corner[0], shape[1] - corner[0] - size[0]]),
-                    tf.stack([corner[1], shape[2] - corner[1] - size[1]])])
+                part = _place(tf.reshape(part, tf.stack([n, *size, c_in])), in_pads)
                 dx = part if dx is None else dx + part
             return dx, tf.stack([tf.stack(row) for row in dw])
         return _valid_tap_forward(x, w, rate), grad

@@ -209,22 +209,23 @@ def main():
         rows.append(("input pipeline, train mode, 513 crops", "rate", input_rates(d, g)))
     if not args.skip_variants:
         onednn = {"TF_ENABLE_ONEDNN_OPTS": "1"}
-        for label, task, os_, extra in (
-                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 16, [onednn]),
-                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 8, [onednn]),
-                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "train", 16, [onednn]),
-                ("BN folded into the convs (--fold)", "fwd", 16, ["--fold"]),
-                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 16, ["--native_atrous"]),
-                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 8, ["--native_atrous"]),
-                ("atrous via SpaceToBatch (--keras_atrous)", "fwd", 8, ["--keras_atrous"]),
-                ("XLA jit_compile (--jit)", "fwd", 16, ["--jit"]),
-                ("XLA jit_compile (--jit)", "train", 16, ["--jit", "--reps", "1", "--warm", "1"]),
-                ("mixed_bfloat16", "fwd", 16, ["--mixed_precision", "mixed_bfloat16"])):
+        for label, task, os_, flags, env in (
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 16, [], onednn),
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "fwd", 8, [], onednn),
+                ("oneDNN kernels forced (TF_ENABLE_ONEDNN_OPTS=1)", "train", 16, [], onednn),
+                ("BN folded into the convs (--fold)", "fwd", 16, ["--fold"], None),
+                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 16, ["--native_atrous"],
+                 None),
+                ("all taps, dilated Conv2D (--native_atrous)", "fwd", 8, ["--native_atrous"],
+                 None),
+                ("atrous via SpaceToBatch (--keras_atrous)", "fwd", 8, ["--keras_atrous"], None),
+                ("XLA jit_compile (--jit)", "fwd", 16, ["--jit"], None),
+                ("XLA jit_compile (--jit)", "train", 16,
+                 ["--jit", "--reps", "1", "--warm", "1"], None),
+                ("mixed_bfloat16", "fwd", 16, ["--mixed_precision", "mixed_bfloat16"], None)):
             if args.variants and not any(k in label for k in args.variants.split(",")):
                 continue
             name = "forward" if task == "fwd" else "training step"
-            env = next((e for e in extra if isinstance(e, dict)), None)
-            flags = [e for e in extra if not isinstance(e, dict)]
             rows.append((f"ours {name} OS{os_}: {label}", "s",
                          {"ours": ours(task, os_, d, *reps, *flags, env=env)}))
     peak, bound = lower_bound(d, our_macs())

@@ -38,7 +38,8 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.data.tfrecord import decode_image, image_size
 from deeplab_tf.errors import short_message
-from deeplab_tf.inference import DEFAULT_MAX_PIXELS, Protocol, predict_probabilities
+from deeplab_tf.images import DEFAULT_MAX_PIXELS
+from deeplab_tf.inference import Protocol, predict_probabilities
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).

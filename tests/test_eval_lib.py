@@ -17,7 +17,8 @@ from conftest import REPO, VOC_SAMPLES
 from deeplab_tf import eval_lib, model_dir
 from deeplab_tf.data import tfrecord
 from deeplab_tf.data.metadata import VOC
-from deeplab_tf.inference import Protocol, Segmenter, read_image
+from deeplab_tf.images import read_image
+from deeplab_tf.inference import Protocol, Segmenter
 from test_inference import make_model_dir
 
 NAMES = ["sample_0", "sample_4", "sample_6"]   # three sizes: 366x500, 500x334, 375x500

@@ -12,7 +12,8 @@ from PIL import Image
 
 from conftest import REPO, VOC_SAMPLES
 from deeplab_tf import export_lib, model_dir
-from deeplab_tf.inference import Protocol, Segmenter, read_image
+from deeplab_tf.images import read_image
+from deeplab_tf.inference import Protocol, Segmenter
 from test_inference import METADATA, make_model_dir
 
 # Options baked into the export and given to Segmenter: they must agree everywhere.

@@ -57,7 +57,8 @@ def main(argv):
     import glob
 
     from deeplab_tf import export_lib
-    from deeplab_tf.inference import parse_scales, parse_size, read_image
+    from deeplab_tf.images import read_image
+    from deeplab_tf.inference import parse_scales, parse_size
     try:
         scales = parse_scales(FLAGS.inference_scales, "inference_scales")
         pad_to = parse_size(FLAGS.pad_to, "pad_to")

@@ -94,7 +94,8 @@ def main(argv):
     from PIL import Image
 
     from deeplab_tf import visualize
-    from deeplab_tf.inference import ImageError, Segmenter, parse_scales
+    from deeplab_tf.images import ImageError
+    from deeplab_tf.inference import Segmenter, parse_scales
     paths, failures = list_inputs(FLAGS.input)
     for problem in failures:
         print(f"error: {problem}", file=sys.stderr)

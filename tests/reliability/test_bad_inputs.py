@@ -15,7 +15,8 @@ from PIL import Image
 
 from conftest import REPO
 from deeplab_tf import model_dir as model_dir_lib
-from deeplab_tf.inference import ImageError, Segmenter
+from deeplab_tf.images import ImageError
+from deeplab_tf.inference import Segmenter
 from test_inference import make_model_dir
 
 from .inputs import BOMB_SIDE, MAX_PIXELS, array_inputs, encoded_inputs

@@ -1,5 +1,4 @@
 """deeplab-train end to end: records, SIGTERM -> checkpoint + exit status 75 -> resume."""
-import os
 import signal
 import subprocess
 import sys

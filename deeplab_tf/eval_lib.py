@@ -156,21 +156,22 @@ def write_results(result, output_dir, metadata, step, extra=None):
 
 
 def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protocol=None,
-                   strategy=None, watch=False, watch_timeout=None, verbose=1):
+                   strategy=None, watch=False, watch_timeout=None, verbose=1, precision=None):
     """Evaluates a model_dir's checkpoint (default the latest), or with `watch` each new
     checkpoint of a running training job until none comes for `watch_timeout` seconds or
     the last training step is reached.
 
     The model is rebuilt from the model_dir's config at `protocol.output_stride` with the
     trained weights (Sec. 4.1: train at 16, evaluate at 8). `protocol` defaults to the
-    config's `eval` section. Returns the list of result records written.
+    config's `eval` section; `precision` e.g. "mixed_bfloat16" (model_dir.dtype_policy).
+    Returns the list of result records written.
     """
     config, metadata = model_dir_lib.read_config(model_dir)
     protocol = protocol or Protocol.from_config(config.eval)
     output_dir = output_dir or os.path.join(model_dir, "eval")
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        model = model_dir_lib.build_model(config, metadata,
+        model = model_dir_lib.build_model(config, metadata, precision=precision,
                                           output_stride=protocol.output_stride)
     if watch:
         paths = tf.train.checkpoints_iterator(model_dir_lib.checkpoint_dir(model_dir),
@@ -195,7 +196,8 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
             print(f"evaluating {path} (step {step}), {protocol}")
         result = evaluate(model, dataset, metadata, protocol, strategy, verbose)
         records.append(write_results(result, output_dir, metadata, step,
-                                     dict(checkpoint=path, protocol=protocol.to_dict())))
+                                     dict(checkpoint=path, protocol=protocol.to_dict(),
+                                          precision=precision or "float32")))
         if verbose:
             print(f"step {step}: mIoU {result['miou']}, pixel accuracy "
                   f"{result['pixel_accuracy']} on {result['images']} images")

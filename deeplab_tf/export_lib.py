@@ -233,11 +233,13 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
 
 
 def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
-                     overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, **protocol_overrides):
+                     overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, precision=None,
+                     **protocol_overrides):
     """Exports a model_dir's checkpoint (default the latest) with the config's `export`
     section (output stride, scales, flip, probabilities; `max_side` from `eval`), any of
-    which `protocol_overrides` / `probabilities` replace. Returns (export_dir, model,
-    metadata, protocol)."""
+    which `protocol_overrides` / `probabilities` replace; `precision` e.g.
+    "mixed_bfloat16" bakes bfloat16 convolutions into the graph (model_dir.dtype_policy).
+    Returns (export_dir, model, metadata, protocol)."""
     config, _ = model_dir_lib.read_config(model_dir)
     if os.path.exists(export_dir) and not overwrite:   # before minutes of loading
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
@@ -248,7 +250,8 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
     if probabilities is None:
         probabilities = config.export.probabilities
     model, _, metadata = model_dir_lib.load_model(model_dir, checkpoint,
-                                                  output_stride=protocol.output_stride)
+                                                  output_stride=protocol.output_stride,
+                                                  precision=precision)
     path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite,
                               max_pixels)
     return path, model, metadata, protocol

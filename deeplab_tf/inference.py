@@ -270,16 +270,19 @@ class Segmenter:
       output_stride, scales, flip, pad_to, max_side: override the model_dir's `eval`
         config section (Sec. 4.1: evaluate at output stride 8). A SavedModel has them
         baked in at export: passing one is an error.
+      precision: with a model_dir, the compute precision ("mixed_bfloat16": bfloat16
+        convolutions, fast on CPUs with avx512_bf16/AMX, GPUs and TPUs; see
+        `model_dir.dtype_policy`). A SavedModel has it baked in at export.
     Attributes:
       metadata: the DatasetMetadata (class names, colour map).
       protocol: the Protocol in use.
     """
 
     def __init__(self, path, checkpoint=None, output_stride=None, scales=None, flip=None,
-                 pad_to=None, max_side=None):
+                 pad_to=None, max_side=None, precision=None):
         path = os.fspath(path)
         overrides = dict(output_stride=output_stride, scales=scales, flip=flip,
-                         pad_to=pad_to, max_side=max_side)
+                         pad_to=pad_to, max_side=max_side, precision=precision)
         if is_saved_model(path):
             given = sorted(k for k, v in overrides.items() if v is not None)
             if given or checkpoint:
@@ -295,9 +298,11 @@ class Segmenter:
         elif os.path.exists(os.path.join(path, "config.json")):
             from deeplab_tf import model_dir
             config, _ = model_dir.read_config(path)
+            del overrides["precision"]
             self.protocol = Protocol.from_config(config.eval, **overrides)
             model, _, self.metadata = model_dir.load_model(
-                path, checkpoint, output_stride=self.protocol.output_stride)
+                path, checkpoint, output_stride=self.protocol.output_stride,
+                precision=precision)
             self._predict = make_predictor(model, self.protocol)
         else:
             raise FileNotFoundError(f"{path}: neither a SavedModel (saved_model.pb) nor a "

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,6 +111,36 @@ def test_segmenter_reads_the_saved_model(exported):
     np.testing.assert_allclose(probs, want_probs, atol=1e-5)
     with pytest.raises(ValueError, match="fixed at export"):
         Segmenter(export_dir, output_stride=16)
+    with pytest.raises(ValueError, match="fixed at export"):
+        Segmenter(export_dir, precision="mixed_bfloat16")
+
+
+def _conv_dtypes(function):
+    """The dtypes (T) of every Conv2D in a concrete function's graph and its library."""
+    graph = function.graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
+
+
+def test_bfloat16_export_computes_in_bfloat16(exported, tmp_path):
+    """--mixed_precision=mixed_bfloat16 bakes bfloat16 convolutions into the SavedModel,
+    whose predictions are Segmenter's at the same precision; the Keras policy is restored."""
+    root, _, _ = exported
+    options = dict(output_stride=16, scales=(1.0,), flip=False)
+    export_lib.export_model_dir(root / "run", tmp_path / "bf16", probabilities=True,
+                                precision="mixed_bfloat16", **options)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    served = Segmenter(tmp_path / "bf16")
+    assert _conv_dtypes(served._signature) == {"bfloat16"}
+    image = read_image(FILES[2])[:201, :233]
+    labels, probs = served.segment(image)
+    want_labels, want_probs = Segmenter(root / "run", precision="mixed_bfloat16",
+                                        **options).segment(image)
+    assert np.mean(labels == want_labels) >= 0.99
+    np.testing.assert_allclose(probs, want_probs, atol=2e-2)
+    with pytest.raises(ValueError, match="precision 'bfloat16': expected one of float32, "
+                                         "mixed_bfloat16, mixed_float16"):
+        Segmenter(root / "run", precision="bfloat16")
 
 
 def test_tflite_float_matches_segmenter(exported):

@@ -18,6 +18,15 @@ def run_main(main, module_name):
     app.run(main)
 
 
+def define_mixed_precision(uses):
+    """The --mixed_precision flag, one definition for every tool; `uses`: what it does there."""
+    from absl import flags
+    flags.DEFINE_enum("mixed_precision", None, ["mixed_bfloat16", "mixed_float16"],
+                      f"Keras mixed-precision policy {uses}: bfloat16 on TPUs, GPUs and CPUs "
+                      f"with avx512_bf16/AMX (on AMD CPUs with TF_ENABLE_ONEDNN_OPTS=1), "
+                      f"float16 on GPUs. The weights stay float32.")
+
+
 # Flag checks that run when flags are parsed, before main() imports TensorFlow or touches
 # a file: a bad value is an error at once (absl: "FATAL Flags parsing error", status 1).
 OUTPUT_STRIDES = (8, 16, 32, 64, 128, 256)

@@ -16,7 +16,7 @@ spreads the images over them.
 """
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
@@ -40,6 +40,7 @@ flags.DEFINE_boolean("watch", False, "Evaluate every new checkpoint of a running
                      "job; stops at the config's last step or after --watch_timeout.")
 flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when no new checkpoint came "
                    "for this many seconds.")
+define_mixed_precision("for the evaluated model (the checkpoint's weights at that precision)")
 check_flags(output_stride=["eval_output_stride"], scales=["eval_scales"], sizes=["pad_to"],
             positive=["max_side", "watch_timeout"])
 
@@ -73,7 +74,7 @@ def main(argv):
     eval_lib.run_evaluation(
         FLAGS.model_dir, dataset, checkpoint=FLAGS.checkpoint,
         output_dir=FLAGS.output_dir, protocol=protocol, strategy=strategy, watch=FLAGS.watch,
-        watch_timeout=FLAGS.watch_timeout)
+        watch_timeout=FLAGS.watch_timeout, precision=FLAGS.mixed_precision)
 
 
 def run():

@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
@@ -47,6 +47,7 @@ flags.DEFINE_string("representative_images", None, "Glob of images for int8 cali
                     "e.g. 'data/voc/JPEGImages/2007_*.jpg' (100-500 images).")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Largest image (height * width) the "
                      "signatures accept; checked from the JPEG/PNG header before decoding.")
+define_mixed_precision("baked into the SavedModel's graph (not the TFLite model)")
 check_flags(output_stride=["output_stride"], scales=["inference_scales"],
             sizes=["pad_to", "tflite_size"], positive=["max_side", "max_pixels"])
 
@@ -65,6 +66,9 @@ def main(argv):
         tflite_size = parse_size(FLAGS.tflite_size, "tflite_size")
     except ValueError as e:
         raise app.UsageError(str(e))
+    if FLAGS.tflite and FLAGS.mixed_precision:
+        raise app.UsageError("--tflite: the TFLite model is float32 (or int8 with "
+                             "--tflite_quantize): drop --mixed_precision or --tflite")
     representative = None
     if FLAGS.tflite and FLAGS.tflite_quantize == "int8":
         files = sorted(glob.glob(FLAGS.representative_images or ""))
@@ -77,7 +81,8 @@ def main(argv):
             FLAGS.model_dir, FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
             probabilities=FLAGS.probabilities, overwrite=FLAGS.overwrite,
             output_stride=FLAGS.output_stride, scales=scales, flip=FLAGS.add_flipped_images,
-            pad_to=pad_to, max_side=FLAGS.max_side, max_pixels=FLAGS.max_pixels)
+            pad_to=pad_to, max_side=FLAGS.max_side, max_pixels=FLAGS.max_pixels,
+            precision=FLAGS.mixed_precision)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         raise app.UsageError(str(e))
     except export_lib.ExportError as e:

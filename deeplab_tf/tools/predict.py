@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A model_dir or a SavedModel directory (detected).",
@@ -43,6 +43,7 @@ flags.DEFINE_boolean("add_flipped_images", None, "With a model_dir: also average
                      "left-right flips. Default: config eval.flip.")
 flags.DEFINE_integer("max_side", None, "With a model_dir: sliding windows above this side. "
                      "Default: config eval.max_side.")
+define_mixed_precision("with a model_dir (a SavedModel has its own, from deeplab-export)")
 check_flags(output_stride=["output_stride"], scales=["inference_scales"],
             positive=["max_side"], non_negative=["max_pixels"])
 
@@ -104,7 +105,7 @@ def main(argv):
     try:
         options = dict(output_stride=FLAGS.output_stride, flip=FLAGS.add_flipped_images,
                        scales=parse_scales(FLAGS.inference_scales, "inference_scales"),
-                       max_side=FLAGS.max_side)
+                       max_side=FLAGS.max_side, precision=FLAGS.mixed_precision)
         segmenter = Segmenter(FLAGS.model, checkpoint=FLAGS.checkpoint,
                               **{k: v for k, v in options.items() if v is not None})
     except (ValueError, FileNotFoundError) as e:

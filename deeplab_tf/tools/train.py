@@ -16,7 +16,7 @@ import time
 
 from absl import app, flags
 
-from deeplab_tf.tools import run_main
+from deeplab_tf.tools import define_mixed_precision, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", "quickstart",
@@ -30,9 +30,7 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
                   "default: one CPU/GPU; mirrored: all local GPUs (sync BN); multi_worker: "
                   "TF_CONFIG cluster; tpu: --tpu.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
-flags.DEFINE_enum("mixed_precision", None, ["mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy (bfloat16 on TPU and CPUs with avx512_bf16/AMX; "
-                  "float16 on GPUs, with loss scaling).")
+define_mixed_precision("for training (float16 with loss scaling)")
 flags.mark_flag_as_required("model_dir")
 
 

@@ -1,5 +1,6 @@
 """A small model overfits two real PASCAL VOC samples (issue 5): the loop, loss and BN
-statistics work together; measured in inference mode with the moving statistics."""
+statistics work together; measured in inference mode with the moving statistics. The
+trained model then segments all the real photos in bfloat16 and in float32 (issue 8)."""
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -8,6 +9,8 @@ from conftest import VOC_SAMPLES
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf import train_lib
 from deeplab_tf.data.metadata import VOC
+from deeplab_tf.images import read_image
+from deeplab_tf.inference import Segmenter
 from helpers import tiny_config
 
 # sample_4: bicycle + person; sample_1: train. Four classes with background.
@@ -62,3 +65,20 @@ def test_overfit_two_voc_samples(tmp_path):
     miou, classes = miou_present(pred, labels)
     assert set(present) <= set(classes)
     assert miou >= 0.8, f"mIoU over the classes present {miou:.3f}"
+
+    # bfloat16 inference (model_dir precision) labels the real photos as float32 does: the
+    # issue's goal is >= 99% identical labels. The photos are full size (up to 500x500);
+    # only the two training samples were seen.
+    photos = [read_image(f) for f in sorted((VOC_SAMPLES / "JPEGImages").glob("*.jpg"))]
+    options = dict(output_stride=8, scales=(1.0,), flip=False)
+    fp32 = Segmenter(tmp_path, **options)
+    bf16 = Segmenter(tmp_path, precision="mixed_bfloat16", **options)
+    same = total = 0
+    largest = 0.0
+    for photo in photos:
+        (labels32, probs32), (labels16, probs16) = fp32.segment(photo), bf16.segment(photo)
+        same += int((labels32 == labels16).sum())
+        total += labels32.size
+        largest = max(largest, float(np.abs(probs32 - probs16).max()))
+    assert largest > 1e-3, "the bfloat16 model computed in float32"   # it did run in bf16
+    assert same / total >= 0.99, f"bfloat16 labels identical to float32: {same / total:.4f}"

@@ -15,17 +15,15 @@ import dataclasses
 import datetime
 import io
 import json
-import multiprocessing
 import os
 import re
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 from PIL import Image
 
+from deeplab_tf.data import parallel
 from deeplab_tf.data.metadata import DatasetMetadata
 
 MANIFEST = "manifest.json"
@@ -105,58 +103,6 @@ def _process_chunk(job):
     return rows
 
 
-class _Executor:
-    """Ordered map over chunks: in-process for one worker, else a bounded spawn pool."""
-
-    def __init__(self, num_workers):
-        # "spawn": forking a process that has imported TensorFlow can hang.
-        self.pool = (multiprocessing.get_context("spawn").Pool(num_workers)
-                     if num_workers > 1 else None)
-        self.window = 2 * max(1, num_workers)
-
-    def map(self, fn, jobs):
-        if self.pool is None:
-            yield from map(fn, jobs)
-            return
-        pending = collections.deque()
-        for job in jobs:
-            pending.append(self.pool.apply_async(fn, (job,)))
-            if len(pending) >= self.window:  # bounded: a streamed split never piles up
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
-
-
-class _Progress:
-    """A one-line progress bar with rate and ETA on stderr (a line every 10 s if not a tty)."""
-
-    def __init__(self, total, desc, enabled=True):
-        self.total, self.desc, self.enabled = total, desc, enabled
-        self.done, self.start, self.last = 0, time.monotonic(), 0.0
-        self.tty = enabled and sys.stderr.isatty()
-
-    def update(self, n):
-        self.done += n
-        now = time.monotonic()
-        if not self.enabled or (not self.tty and now - self.last < 10 and self.done < self.total):
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else 0
-        bar = "=" * int(30 * self.done / max(self.total, 1))
-        start = "\r" if self.tty else ""
-        end = "" if self.tty and self.done < self.total else "\n"
-        sys.stderr.write(f"{start}{self.desc} [{bar:<30}] {self.done}/{self.total} "
-                         f"{rate:.1f} ex/s ETA {int(eta) // 60}:{int(eta) % 60:02d}{end}")
-        sys.stderr.flush()
-
-
 # ----------------------------------------------------------------------------- writing
 
 _SHARD = re.compile(r"(.+)-\d{5}-of-\d{5}\.tfrecord")
@@ -211,7 +157,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
     sizes, skipped, skipped_files, count = [], collections.Counter(), [], 0
     jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
             for chunk in _chunks(items, chunk_size))
-    bar = _Progress(n, split, progress)
+    bar = parallel.Progress(n, split, progress)
     writer, current, in_shard, index = None, -1, 0, 0
     try:
         for rows in executor.map(_process_chunk, jobs):
@@ -317,7 +263,7 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
     _remove_stale_temporaries(output_dir)
     previous = _read_manifest_json(output_dir)
     temporaries, entries = [], {}
-    executor = _Executor(num_workers)
+    executor = parallel.OrderedPool(num_workers)
     try:
         for split, items in splits.items():
             if not hasattr(items, "__len__"):

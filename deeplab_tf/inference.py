@@ -282,9 +282,10 @@ class Segmenter:
                  pad_to=None, max_side=None, precision=None):
         path = os.fspath(path)
         overrides = dict(output_stride=output_stride, scales=scales, flip=flip,
-                         pad_to=pad_to, max_side=max_side, precision=precision)
+                         pad_to=pad_to, max_side=max_side)
         if is_saved_model(path):
-            given = sorted(k for k, v in overrides.items() if v is not None)
+            given = sorted(k for k, v in dict(overrides, precision=precision).items()
+                           if v is not None)
             if given or checkpoint:
                 raise ValueError(f"{path} is a SavedModel: {given or ['checkpoint']} were "
                                  f"fixed at export (deeplab-export)")
@@ -298,7 +299,6 @@ class Segmenter:
         elif os.path.exists(os.path.join(path, "config.json")):
             from deeplab_tf import model_dir
             config, _ = model_dir.read_config(path)
-            del overrides["precision"]
             self.protocol = Protocol.from_config(config.eval, **overrides)
             model, _, self.metadata = model_dir.load_model(
                 path, checkpoint, output_stride=self.protocol.output_stride,

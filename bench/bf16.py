@@ -22,6 +22,7 @@ import time
 
 import deeplab_tf  # noqa: F401  (before TensorFlow)
 import numpy as np
+from run_all import cpu_name   # bench/, beside this script
 
 
 def images_of(args, config):
@@ -36,15 +37,6 @@ def images_of(args, config):
         sys.exit(f"{args.model_dir}: no data.eval_records in its config; pass --images")
     dataset = eval_lib.records_dataset(config.data.eval_records).take(args.limit)
     return [eval_lib._whole_image(f)[0][0].numpy().astype(np.uint8) for f in dataset]
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-        return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f")))
-    except (OSError, StopIteration):
-        return None
 
 
 def main():
@@ -80,11 +72,11 @@ def main():
     overall = sum(int((a == b).sum()) for a, b in zip(fp32, bf16)) / pixels
     result = dict(model_dir=args.model_dir, images=len(images), pixels=pixels,
                   identical_labels=overall, worst_image=float(min(same)),
-                  fp32_s=t32, bf16_s=t16, speedup=t32 / t16, cpu_flags=cpu_flags(),
+                  fp32_s=t32, bf16_s=t16, speedup=t32 / t16, cpu=cpu_name(),
                   protocol=options)
     print(f"{len(images)} images, {pixels} pixels: {100 * overall:.3f}% of labels identical "
           f"(worst image {100 * min(same):.2f}%); median per image float32 {t32:.3f} s, "
-          f"bfloat16 {t16:.3f} s ({t32 / t16:.2f}x); CPU flags {result['cpu_flags']}")
+          f"bfloat16 {t16:.3f} s ({t32 / t16:.2f}x); CPU {result['cpu']}")
     print("RESULT " + json.dumps(result), flush=True)
 
 

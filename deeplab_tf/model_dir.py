@@ -62,16 +62,16 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 @contextlib.contextmanager
 def dtype_policy(precision):
-    """Layers built within it compute in `precision`, a Keras dtype policy name (None or
-    "float32": full precision; "mixed_bfloat16": bfloat16 compute with float32 weights, fast
-    on TPUs, GPUs and CPUs with avx512_bf16/AMX; "mixed_float16": GPUs). The variables stay
-    float32, so the same checkpoints load at any precision; DeepLabV3's logits leave the
-    model in float32."""
+    """Layers built within it compute in `precision`, a Keras dtype policy name ("float32":
+    full precision; "mixed_bfloat16": bfloat16 compute with float32 weights, fast on TPUs,
+    GPUs and CPUs with avx512_bf16/AMX; "mixed_float16": GPUs; None: the global policy as it
+    is). The variables stay float32, so the same checkpoints load at any precision;
+    DeepLabV3's logits leave the model in float32."""
     import keras
     if precision not in (None,) + PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision or "float32")
+    keras.mixed_precision.set_global_policy(precision or previous)
     try:
         yield
     finally:
@@ -85,8 +85,6 @@ def build_model(config, metadata, output_stride=None, sync_bn=False, precision=N
     kwargs = configs.model_kwargs(config.model, metadata.num_classes, sync_bn=sync_bn)
     if output_stride is not None:
         kwargs["output_stride"] = output_stride
-    if precision is None:
-        return build_deeplabv3(**kwargs)
     with dtype_policy(precision):
         return build_deeplabv3(**kwargs)
 

@@ -18,11 +18,16 @@ SAMPLES = ("sample_4", "sample_1")
 SIZE = 129  # OS*k+1 at output stride 8 and 16
 
 
+def training_size(image):
+    """(width, height) of a PIL image scaled to a longer side of SIZE."""
+    scale = SIZE / max(image.size)
+    return round(image.width * scale), round(image.height * scale)
+
+
 def load(name):
     image = Image.open(VOC_SAMPLES / "JPEGImages" / f"{name}.jpg").convert("RGB")
     label = Image.open(VOC_SAMPLES / "SegmentationClass" / f"{name}.png")
-    scale = SIZE / max(image.size)
-    size = (round(image.width * scale), round(image.height * scale))
+    size = training_size(image)
     image = np.asarray(image.resize(size, Image.BILINEAR), np.float32)
     label = np.asarray(label.resize(size, Image.NEAREST), np.int32)
     padded_image = np.zeros((SIZE, SIZE, 3), np.float32) + np.array(VOC_MEAN, np.float32)
@@ -36,11 +41,9 @@ VOC_MEAN = (123.68, 116.779, 103.939)
 
 
 def shrink(rgb):
-    """A photo resized as `load` resizes the training samples (longer side SIZE)."""
+    """A photo resized as `load` resizes the training samples."""
     image = Image.fromarray(rgb)
-    scale = SIZE / max(image.size)
-    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)),
-                                   Image.BILINEAR))
+    return np.asarray(image.resize(training_size(image), Image.BILINEAR))
 
 
 def miou_present(pred, label):

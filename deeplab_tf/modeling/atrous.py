@@ -196,8 +196,8 @@ def _on_gpu():
 # Inference uses valid taps from this rate on (ASPP's 6-36, block4's largest Multi_Grid
 # rates at OS8): there many taps fall on the padding. Below it most taps see the image;
 # valid taps still measured ~1.3x faster per conv at rate 2 here (oneDNN's dilated kernel
-# is slow on AVX2), but each tap adds ~30 graph ops, and OS8's 23 rate-2 convs would add
-# ~6k ops to every trace: they keep the single native op.
+# is slow on AVX2), but each conv becomes ~110 graph ops, and OS8's 23 rate-2 convs would
+# add ~2.5k ops to every trace: they keep the single native op.
 VALID_TAP_MIN_RATE = 6
 _FORCE_NATIVE = [False]
 

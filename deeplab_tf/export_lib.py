@@ -46,11 +46,12 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
 
 
-def _outputs_fn(model, protocol, with_probabilities):
+def _outputs_fn(model, protocol, with_probabilities, inline_network=False):
     num_classes = model.builder_args["num_classes"]
 
     def outputs(images):
-        probs = predict_probabilities(model, images, protocol, num_classes, model.mean_rgb)
+        probs = predict_probabilities(model, images, protocol, num_classes, model.mean_rgb,
+                                      inline_network)
         out = {"labels": tf.argmax(probs, -1, output_type=tf.int32)}
         if with_probabilities:
             out["probabilities"] = probs
@@ -198,7 +199,9 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
         raise ValueError("quantize='int8' needs representative_images")
     images = list(representative_images or [])
     spec = tf.TensorSpec([1, height, width, 3], tf.float32, name="images")
-    outputs = _outputs_fn(model, Protocol(**dict(protocol.to_dict(), max_side=None)), True)
+    # The converter needs the network inlined at its call sites.
+    outputs = _outputs_fn(model, Protocol(**dict(protocol.to_dict(), max_side=None)), True,
+                          inline_network=True)
     frozen = convert_variables_to_constants_v2(
         tf.function(outputs, input_signature=[spec]).get_concrete_function())
     # Freezing loses the output names; a wrapper restores them for the signature.

@@ -66,21 +66,21 @@ def _taps(x, k_h, k_w, rate, gradient=False):
     at `rate` that may see the image, except the centre tap, which sees all of it. The
     window of x that tap (i, j) reads is `tf.slice(x, begin, size)`; its product goes to
     the output padded by `paddings`. Python lists where the sizes are static (taps that miss
-    the image are left out), else slices of [k_h, k_w, ...] tables (three ops per tap).
+    the image are left out), else rows of [k_h, k_w, ...] tables (one Unpack per table,
+    no op per tap).
     `gradient` adds (the output window's begin, the paddings that place an input window)."""
     height = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
     width = x.shape[2] if x.shape[2] is not None else tf.shape(x)[2]
     rows, cols = _axis_spans(height, rate, k_h), _axis_spans(width, rate, k_w)
     centre = (k_h // 2, k_w // 2)
     if isinstance(rows, list) and isinstance(cols, list):
-        for i, (y0, h, y1, in_y0, _) in enumerate(rows):
-            for j, (x0, w, x1, in_x0, _) in enumerate(cols):
+        for i, (y0, h, y1, in_y0, in_y1) in enumerate(rows):
+            for j, (x0, w, x1, in_x0, in_x1) in enumerate(cols):
                 if h > 0 and w > 0 and (i, j) != centre:
                     tap = (i, j, [0, in_y0, in_x0, 0], [-1, h, w, -1],
                            [[0, 0], [y0, y1], [x0, x1], [0, 0]])
                     if gradient:
-                        tap += ([0, y0, x0, 0], [[0, 0], [in_y0, rows[i][4]],
-                                                 [in_x0, cols[j][4]], [0, 0]])
+                        tap += ([0, y0, x0, 0], [[0, 0], [in_y0, in_y1], [in_x0, in_x1], [0, 0]])
                     yield tap
         return
     # Dynamic sizes (a static axis becomes a constant): tables of every tap's slice
@@ -97,6 +97,7 @@ def _taps(x, k_h, k_w, rate, gradient=False):
     def pads_table(before_y, after_y, before_x, after_x):
         return tf.stack([tf.stack([zeros, zeros], -1), tf.stack([before_y, after_y], -1),
                          tf.stack([before_x, after_x], -1), tf.stack([zeros, zeros], -1)], -2)
+
     def rows_of(table):   # one Unpack op: every tap's row of a [k_h, k_w, ...] table
         return tf.unstack(tf.reshape(table, [k_h * k_w] + table.shape[2:].as_list()))
     begins = rows_of(tf.stack([zeros, in_y0, in_x0, zeros], -1))

@@ -21,7 +21,7 @@ setup(
     ],
     extras_require={
         # Everything the test suite needs, so that no test skips for a missing package.
-        "test": ["pytest>=8", "scipy", "pycocotools"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "pycocotools"],
         # COCO conversion (`deeplab-build-data coco_voc`).
         "coco": ["pycocotools"],
         # SBD conversion reads MATLAB .mat files.

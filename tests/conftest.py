@@ -1,4 +1,5 @@
-"""Shared test settings: quiet TensorFlow, the location of ../shared, tiny model options."""
+"""Shared test settings: quiet TensorFlow, the location of ../shared, tiny model options,
+and how pytest-xdist shares the tests between its two workers (pytest.ini: -n 2)."""
 import os
 import pathlib
 
@@ -26,3 +27,36 @@ TINY = dict(backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16)
 @pytest.fixture
 def tiny_kwargs():
     return dict(TINY)
+
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadscope with one scope per test file, and one for all of tests/reliability:
+    module-scoped fixtures (an exported SavedModel, a written dataset) are built once, and
+    the reliability tests' child-process streams and fault ledger are per session
+    (tests/reliability/conftest.py). (xdist's own loadgroup marks do not reach its
+    scheduler under pytest 9.2.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return "tests/reliability" if path.startswith("tests/reliability/") else path
+
+    return FileScheduling(config, log)
+
+_WORKER_LINES = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Collects the summary lines xdist workers hand back (the reliability ledger)."""
+    _WORKER_LINES.extend(getattr(node, "workeroutput", {}).get("summary_lines", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _WORKER_LINES:
+        terminalreporter.write_line(line)

@@ -70,6 +70,14 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(summary_line())
 
 
+def pytest_sessionfinish(session):
+    """In an xdist worker: hands the line to the controller, which prints it
+    (tests/conftest.py)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and LEDGER:
+        workeroutput["summary_lines"] = [summary_line()]
+
+
 # ----------------------------------------------------------------------------- the streams
 
 def kill_plan(seed=SEED, kills=len(KINDS)):

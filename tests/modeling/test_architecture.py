@@ -148,12 +148,24 @@ def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
     assert dilated_n and not dilated_v  # the two paths really differ
     np.testing.assert_allclose(loss_v, loss_n, rtol=1e-5)
     names = [v.path for v in model.trainable_variables] + [v.path for v in bn]
-    for name, a, b in zip(names, grads_v + moved_v, grads_n + moved_n):
+    # A conv bias right before a BN (keras.applications' ResNets have them) has a zero
+    # gradient in exact arithmetic: BN in training subtracts the batch mean. Both paths
+    # give float32 rounding noise there, which no tolerance relative to it can compare:
+    # those are checked to be ~0 against the largest gradient instead.
+    layers = {layer.name for layer in model.layers}
+    before_bn = [v.path.endswith("_conv/bias") and
+                 f"{v.path.rsplit('/', 1)[0][:-len('_conv')]}_bn" in layers
+                 for v in model.trainable_variables] + [False] * len(bn)
+    assert sum(before_bn) > 10   # the test model has them (see the backbone's conv_bias)
+    largest = max(np.max(np.abs(g)) for g in grads_n)
+    for name, a, b, zero in zip(names, grads_v + moved_v, grads_n + moved_n, before_bn):
+        if zero:
+            assert max(np.max(np.abs(a)), np.max(np.abs(b))) <= 1e-4 * largest, name
+            continue
         # Per tensor, relative to its norm: float32 sums in another order differ by ~1e-4
-        # of the largest element; a wrong tap or padding would be off by O(1). (Biases
-        # before a BN have gradients of ~1e-10, rounding noise: hence the floor.)
+        # of the largest element; a wrong tap or padding would be off by O(1).
         error = np.linalg.norm(a - b)
-        assert error <= 2e-3 * np.linalg.norm(b) + 1e-7 * np.sqrt(b.size), (name, error)
+        assert error <= 2e-3 * np.linalg.norm(b), (name, error)
 
 
 def test_invalid_arguments_are_clear_errors(tiny_kwargs):

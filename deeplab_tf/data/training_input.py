@@ -15,7 +15,7 @@ def mean_rgb(model_config):
 
 def dataset_metadata(records):
     """The DatasetMetadata in the manifest.json next to a records pattern."""
-    from deeplab_tf.data.writer import load_manifest
+    from deeplab_tf.data.manifest import load_manifest
     first = records.split(",")[0]
     return load_manifest(os.path.dirname(first) or ".").metadata
 
@@ -23,12 +23,12 @@ def dataset_metadata(records):
 def ensure_synthetic_records(records, seed=0):
     """Writes the synthetic dataset into the folder of `records` unless a finished
     conversion (its manifest) is already there: generated once, then cached."""
-    from deeplab_tf.data import writer
+    from deeplab_tf.data import manifest
     from deeplab_tf.data.converters import synthetic
     folder = os.path.dirname(records.split(",")[0]) or "."
     try:
-        writer.load_manifest(folder)
-    except writer.DatasetError:
+        manifest.load_manifest(folder)
+    except manifest.DatasetError:
         logging.getLogger("deeplab_tf.train").warning(
             "generating the synthetic dataset into %s", folder)
         synthetic.convert(folder, seed=seed, num_workers=2)

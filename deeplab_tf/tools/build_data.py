@@ -41,7 +41,7 @@ import sys
 from absl import app, flags
 
 from deeplab_tf.data import converters
-from deeplab_tf.data.writer import DatasetError
+from deeplab_tf.data.manifest import DatasetError
 
 from deeplab_tf.tools import run_main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deeplab_tf.data.writer import DatasetError
+from deeplab_tf.data.manifest import DatasetError
 
 # Modes TF's decode_jpeg/decode_png turn into RGB unchanged; CMYK JPEG or 16-bit PNG would
 # need re-encoding, which would break "images are stored byte-identical".

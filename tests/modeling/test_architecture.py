@@ -121,6 +121,10 @@ def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
     from deeplab_tf.modeling import atrous
     if not atrous.native_dilated_gradient():
         pytest.fail("needs the native dilated gradient (tests/conftest.py enables oneDNN)")
+    # Seeded weights: some random initialisations (BN channels of tiny variance) amplify
+    # the paths' different float32 summation orders 30-fold; over seeds 0-9 the largest
+    # error was 0.31 of the bound below (seed 0), unseeded runs failed ~1 in 10.
+    keras.utils.set_random_seed(0)
     model = build_deeplabv3(5, output_stride=8, **tiny_kwargs)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(0, 255, (2, 49, 41, 3)).astype("float32"))
@@ -158,14 +162,21 @@ def test_valid_tap_training_equals_native_training(tiny_kwargs, monkeypatch):
                  for v in model.trainable_variables] + [False] * len(bn)
     assert sum(before_bn) > 10   # the test model has them (see the backbone's conv_bias)
     largest = max(np.max(np.abs(g)) for g in grads_n)
-    for name, a, b, zero in zip(names, grads_v + moved_v, grads_n + moved_n, before_bn):
+    is_grad = [True] * len(grads_n) + [False] * len(bn)
+    for name, a, b, zero, grad in zip(names, grads_v + moved_v, grads_n + moved_n, before_bn,
+                                      is_grad):
         if zero:
             assert max(np.max(np.abs(a)), np.max(np.abs(b))) <= 1e-4 * largest, name
             continue
         # Per tensor, relative to its norm: float32 sums in another order differ by ~1e-4
-        # of the largest element; a wrong tap or padding would be off by O(1).
+        # of it; a wrong tap or padding would be off by O(1). A gradient far smaller than
+        # the model's (the image-pooling conv's, ~1e-3 of the others per element: its BN
+        # normalizes 2 pooled pixels, which leaves it epsilon's gradient only) carries the
+        # rounding noise of the large ones, up to 3e-7 of the largest element measured:
+        # hence a floor of 1e-5 of it per element.
         error = np.linalg.norm(a - b)
-        assert error <= 2e-3 * np.linalg.norm(b), (name, error)
+        floor = 1e-5 * largest * np.sqrt(b.size) if grad else 0.0
+        assert error <= 2e-3 * np.linalg.norm(b) + floor, (name, error)
 
 
 def test_invalid_arguments_are_clear_errors(tiny_kwargs):

@@ -39,7 +39,6 @@ def tiny_kwargs():
     return dict(TINY)
 
 
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadscope with one scope per test file, and one for all of tests/reliability:
@@ -57,6 +56,7 @@ def pytest_xdist_make_scheduler(config, log):
             return "tests/reliability" if path.startswith("tests/reliability/") else path
 
     return FileScheduling(config, log)
+
 
 _WORKER_LINES = []
 

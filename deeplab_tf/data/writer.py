@@ -29,6 +29,7 @@ from deeplab_tf.data import parallel
 from deeplab_tf.data.manifest import (  # noqa: F401
     MANIFEST, MANIFEST_VERSION, DatasetError, Manifest, _read_manifest_json, load_manifest)
 
+
 @dataclasses.dataclass
 class Example:
     """One loaded example: the encoded image as stored, and its label of class ids."""
@@ -292,4 +293,3 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
         executor.close()
         for tmp, _ in temporaries:
             tmp.unlink(missing_ok=True)
-

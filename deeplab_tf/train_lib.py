@@ -10,7 +10,6 @@ job instead of taking it for done; the restarted job resumes from that checkpoin
 """
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing
+from deeplab_tf import checkpointing, fileio
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -96,12 +95,12 @@ def partial_restore(model, init_checkpoint):
     by variable path; a variable whose shape differs (logits of another num_classes) or that
     is missing is skipped. Returns (restored paths, skipped paths with reasons)."""
     path = init_checkpoint
-    if os.path.isdir(path):
+    if fileio.isdir(path):
         source_dir, path = path, model_dir_lib.latest_checkpoint(path)
         if path is None:
             raise FileNotFoundError(f"init_checkpoint {init_checkpoint}: no checkpoint there")
     else:
-        source_dir = os.path.dirname(os.path.dirname(path))
+        source_dir = fileio.dirname(fileio.dirname(path))
     source, _, _ = model_dir_lib.load_model(source_dir, checkpoint=path)
     by_path = {v.path: v for v in source.weights}
     restored, skipped = [], []
@@ -161,7 +160,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     ckpt_dir = model_dir_lib.checkpoint_dir(model_dir)
     if not chief:  # other workers write their (identical) copy aside, as TF requires
-        ckpt_dir = os.path.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
+        ckpt_dir = fileio.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
     manager = checkpointing.make_manager(checkpoint, ckpt_dir, t.keep_checkpoints,
                                          optimizer.iterations, set_aside=chief)
 
@@ -225,7 +224,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     def on_signal(signum, frame):
         stop["signal"] = signum
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief \
+    writer = tf.summary.create_file_writer(fileio.join(model_dir, "train")) if chief \
         else tf.summary.create_noop_writer()
     progbar = keras.utils.Progbar(t.steps, stateful_metrics=["loss", "lr", "img/s"],
                                   verbose=1 if chief else 0)
@@ -262,8 +261,8 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
                 raise Preempted(step, manager.latest_checkpoint)
     result = TrainResult(step, loss, manager.latest_checkpoint, rate)
     if chief:
-        with open(os.path.join(model_dir, "train_result.json"), "w") as f:
-            json.dump(dataclasses.asdict(result), f, indent=2)
+        fileio.write_json(fileio.join(model_dir, "train_result.json"),
+                          dataclasses.asdict(result))
     return result
 
 

@@ -10,12 +10,12 @@ be written, corrupt records (named: shard and index; data.skip_corrupt_records=t
 trains without them and reports how many), or bad flags (before any work).
 """
 import logging
-import os
 import sys
 import time
 
 from absl import app, flags
 
+from deeplab_tf import fileio
 from deeplab_tf.tools import define_mixed_precision, run_main
 
 FLAGS = flags.FLAGS
@@ -56,6 +56,9 @@ def main(argv):
     import keras
     from deeplab_tf import train_lib
     from deeplab_tf.data import training_input
+    # The strategy comes first: MultiWorkerMirroredStrategy configures collective ops at
+    # program startup, before any TensorFlow op runs (the record scan below runs some).
+    strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     from deeplab_tf.checkpointing import CheckpointRestoreError, CheckpointWriteError
@@ -71,7 +74,6 @@ def main(argv):
         sys.exit(1)
     except (OSError, ValueError) as e:
         raise app.UsageError(f"data.train_records={config.data.train_records!r}: {e}")
-    strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
     try:
         result = train_lib.train(config, FLAGS.model_dir, metadata, dataset_fn, strategy)
     except train_lib.Preempted as e:
@@ -91,8 +93,8 @@ def main(argv):
         print(f"\nskipped {len(records.bad)} corrupt record(s) of {sum(records.counts)} "
               f"(data.skip_corrupt_records)")
     artifacts = [("checkpoint", result.checkpoint),
-                 ("config", os.path.join(FLAGS.model_dir, "config.json")),
-                 ("TensorBoard logs", os.path.join(FLAGS.model_dir, "train"))]
+                 ("config", fileio.join(FLAGS.model_dir, "config.json")),
+                 ("TensorBoard logs", fileio.join(FLAGS.model_dir, "train"))]
     if result.loss == result.loss:  # not NaN: steps were run
         print(f"\ntrained to step {result.step} in {time.time() - start:.0f} s, final loss "
               f"{result.loss:.4f}")
@@ -115,13 +117,13 @@ def after_training(config, model_dir):
         print(f"\nval mIoU {record['miou']:.4f}, pixel accuracy {record['pixel_accuracy']:.4f}")
         for name, iou in record["per_class_iou"].items():
             print(f"  {name:<20} {'-' if iou is None else f'{iou:.4f}'}")
-        eval_dir = os.path.join(model_dir, "eval")
-        artifacts += [("eval results", os.path.join(eval_dir, "results.json")),
-                      ("per-class IoU chart", os.path.join(eval_dir, "class_iou.png")),
-                      ("confusion matrix", os.path.join(eval_dir, "confusion_matrix.png"))]
+        eval_dir = fileio.join(model_dir, "eval")
+        artifacts += [("eval results", fileio.join(eval_dir, "results.json")),
+                      ("per-class IoU chart", fileio.join(eval_dir, "class_iou.png")),
+                      ("confusion matrix", fileio.join(eval_dir, "confusion_matrix.png"))]
     if t.then_export:
         from deeplab_tf import export_lib
-        export_dir = os.path.join(model_dir, "export")
+        export_dir = fileio.join(model_dir, "export")
         export_lib.export_model_dir(model_dir, export_dir, overwrite=True)
         artifacts.append(("SavedModel", export_dir))
     if t.then_predict:
@@ -133,13 +135,12 @@ def write_predictions(config, model_dir, count):
     """Coloured masks and overlays of the first `count` validation images."""
     import numpy as np
     import tensorflow as tf
-    from PIL import Image
     from deeplab_tf import visualize
     from deeplab_tf.data import pipeline, tfrecord
     from deeplab_tf.inference import Segmenter
     segmenter = Segmenter(model_dir)
-    out_dir = os.path.join(model_dir, "predictions")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = fileio.join(model_dir, "predictions")
+    fileio.makedirs(out_dir)
     colormap = segmenter.metadata.colormap()
     records = tf.data.TFRecordDataset(pipeline.list_files(config.data.eval_records))
     for serialized in records.take(count):
@@ -151,7 +152,7 @@ def write_predictions(config, model_dir, count):
         row = np.concatenate([image, visualize.colorize(truth, colormap),
                               visualize.colorize(labels, colormap),
                               visualize.overlay(image, labels, colormap)], axis=1)
-        Image.fromarray(row).save(os.path.join(out_dir, f"{name}.png"))
+        fileio.save_image(fileio.join(out_dir, f"{name}.png"), row)
     return out_dir
 
 

@@ -1,0 +1,272 @@
+"""Every read and write of a user's path, over `tf.io.gfile`: local paths, `gs://`, `ram://`
+(TF's in-memory filesystem, what the tests use) and any filesystem TF has a plugin for
+behave the same. No other library module opens, lists, stats, renames or deletes a user's
+path (tests/test_fileio.py enforces it).
+
+Publishing. A local rename is atomic; on an object store (gs://, s3://) a rename is a copy
+and a delete, and a "directory" is only a name prefix. So:
+  * a file (`write_bytes`, `write_text`, `write_json`) is complete or absent: locally it is
+    written under a hidden temporary name in the same folder and renamed; on an object
+    store an object only appears when its upload completes (`GFile.close`);
+  * a folder (`publish_dir`: a SavedModel, a converted checkpoint) is written under a hidden
+    staging name first; locally it is then renamed into place; on an object store its
+    files are copied to the target with the folder's marker (the file readers check:
+    `saved_model.pb`, `checkpoint`) written last, and readers trust only a folder whose
+    marker exists (`published`).
+Datasets (data/writer.py) and checkpoints (TF's CheckpointManager) follow the same rule:
+the manifest, the `checkpoint` state file is the object written last.
+
+Reads on local paths in data-loading worker processes, which must not import TensorFlow,
+use Python's own files (`read_bytes`); every other operation goes through `tf.io.gfile`.
+"""
+import io
+import json
+import os
+import posixpath
+import re
+import uuid
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _gfile():
+    import tensorflow as tf
+    return tf.io.gfile
+
+
+def is_local(path):
+    """True for a path on this machine's disk (no `scheme://`)."""
+    return not _SCHEME.match(os.fspath(path))
+
+
+# ---------------------------------------------------------------------------- names
+
+def join(path, *parts):
+    path = os.fspath(path)
+    return (os.path.join if is_local(path) else posixpath.join)(path, *map(os.fspath, parts))
+
+
+def basename(path):
+    return posixpath.basename(os.fspath(path).rstrip("/"))
+
+
+def dirname(path):
+    path = os.fspath(path).rstrip("/")
+    if not is_local(path):
+        scheme_end = path.index("://") + 3
+        head = posixpath.dirname(path[scheme_end:])
+        return path[:scheme_end] + head
+    return os.path.dirname(path)
+
+
+def stem(path):
+    return os.path.splitext(basename(path))[0]
+
+
+def absolute(path):
+    """A local path made absolute (for messages and configs); other paths unchanged."""
+    path = os.fspath(path)
+    return os.path.abspath(path) if is_local(path) else path
+
+
+def glob_escape(path):
+    """`path` as a glob pattern matching only itself."""
+    return re.sub(r"([*?[])", r"[\1]", os.fspath(path))
+
+
+# ---------------------------------------------------------------------------- queries
+
+def exists(path):
+    return _gfile().exists(os.fspath(path))
+
+
+def isdir(path):
+    return _gfile().isdir(os.fspath(path))
+
+
+def isfile(path):
+    return exists(path) and not isdir(path)
+
+
+def size(path):
+    return _gfile().stat(os.fspath(path)).length
+
+
+def mtime_ns(path):
+    return _gfile().stat(os.fspath(path)).mtime_nsec
+
+
+def listdir(path):
+    """Sorted names in a folder (without trailing slashes)."""
+    return sorted(name.rstrip("/") for name in _gfile().listdir(os.fspath(path)))
+
+
+def glob(pattern):
+    return sorted(_gfile().glob(os.fspath(pattern)))
+
+
+def walk(path):
+    return _gfile().walk(os.fspath(path))
+
+
+# ---------------------------------------------------------------------------- changes
+
+def makedirs(path):
+    _gfile().makedirs(os.fspath(path))
+
+
+def remove(path, missing_ok=False):
+    try:
+        _gfile().remove(os.fspath(path))
+    except Exception as e:  # tf.errors.NotFoundError, without importing tf here
+        if not (missing_ok and type(e).__name__ == "NotFoundError"):
+            raise
+
+
+def rmtree(path, missing_ok=True):
+    if missing_ok and not exists(path):
+        return
+    _gfile().rmtree(os.fspath(path))
+
+
+def rename(src, dst, overwrite=False):
+    """Moves a file (atomic on a local disk; copy + delete on an object store)."""
+    _gfile().rename(os.fspath(src), os.fspath(dst), overwrite=overwrite)
+
+
+def copy(src, dst, overwrite=False):
+    _gfile().copy(os.fspath(src), os.fspath(dst), overwrite=overwrite)
+
+
+def temporary_name(path):
+    """A hidden sibling of `path` that no other process or run uses."""
+    return join(dirname(path), f".{basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+# ---------------------------------------------------------------------------- contents
+
+def open(path, mode="rb"):  # noqa: A001 (the module's own open)
+    return _gfile().GFile(os.fspath(path), mode)
+
+
+def read_bytes(path):
+    path = os.fspath(path)
+    if is_local(path):   # data-loading workers stay TensorFlow-free
+        with io.open(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_text(path):
+    return read_bytes(path).decode("utf-8")
+
+
+def read_json(path):
+    return json.loads(read_text(path))
+
+
+def write_bytes(path, data):
+    """Writes a file completely or not at all (module docstring: publishing)."""
+    path = os.fspath(path)
+    parent = dirname(path)
+    if parent and not exists(parent):
+        makedirs(parent)
+    if not is_local(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+    tmp = temporary_name(path)
+    try:
+        with io.open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_text(path, text):
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, data, indent=2):
+    return write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def save_image(path, array_or_image, format="PNG"):  # noqa: A002
+    """Encodes an image (NumPy array or PIL image) and writes it (`write_bytes`)."""
+    from PIL import Image
+    image = array_or_image
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format=format)
+    return write_bytes(path, buf.getvalue())
+
+
+def save_figure(path, figure, **kwargs):
+    """A matplotlib figure as PNG (`write_bytes`)."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", **kwargs)
+    return write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------- folders
+
+def published(path, marker):
+    """True when the folder `path` is complete: its marker file exists."""
+    return exists(join(path, marker))
+
+
+def publish_dir(target, write_fn, marker, overwrite=False):
+    """Writes a folder with `write_fn(staging_path)` and publishes it at `target`.
+
+    The target is replaced only after the write succeeded; `overwrite` allows replacing a
+    folder that exists, and nothing outside `target` (and its staging sibling) is touched.
+    Locally the staging folder is renamed into place; on an object store its files are
+    copied with `marker` last (module docstring). Returns `target`.
+    """
+    target = os.fspath(target).rstrip("/")
+    if exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite to replace it")
+    parent = dirname(target)
+    if parent and not exists(parent):
+        makedirs(parent)
+    staging = temporary_name(target)
+    try:
+        write_fn(staging)
+        if not exists(join(staging, marker)):
+            raise RuntimeError(f"writing {target} left no {marker}")
+        if is_local(target):
+            if exists(target):
+                old = temporary_name(target)
+                os.replace(target, old)
+                os.replace(staging, target)
+                rmtree(old)
+            else:
+                os.replace(staging, target)
+        else:
+            rmtree(target)
+            _copy_tree(staging, target, marker)
+    finally:
+        rmtree(staging)
+    return target
+
+
+def _copy_tree(src, dst, last):
+    deferred = []
+    for folder, _, files in walk(src):
+        rel = os.path.relpath(folder, src) if is_local(src) else folder[len(src):].strip("/")
+        out = join(dst, rel) if rel not in ("", ".") else dst
+        makedirs(out)
+        for name in files:
+            if folder.rstrip("/") == src.rstrip("/") and name == last:
+                deferred.append((join(folder, name), join(out, name)))
+            else:
+                copy(join(folder, name), join(out, name), overwrite=True)
+    for s, d in deferred:
+        copy(s, d, overwrite=True)

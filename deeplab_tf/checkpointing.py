@@ -23,15 +23,13 @@ warning and its files are moved to `checkpoints/unreadable/`, so that training, 
 that step again, does not overwrite them. A state file that cannot be parsed is moved
 aside the same way and the checkpoints are found by their file names.
 """
-import glob
 import logging
-import os
 import re
-import shutil
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from deeplab_tf import fileio
 from deeplab_tf.errors import short_message
 
 UNREADABLE = "unreadable"
@@ -54,15 +52,15 @@ def make_manager(checkpoint, directory, max_to_keep, step_counter, set_aside=Tru
     (to unreadable/) with a warning instead of stopping the run. With `set_aside` (the
     chief), the temporary directories of writes that were killed are removed."""
     if set_aside:
-        for temp in glob.glob(os.path.join(glob.escape(directory), "ckpt-*_temp")):
-            shutil.rmtree(temp, ignore_errors=True)
+        for temp in fileio.glob(fileio.join(fileio.glob_escape(directory), "ckpt-*_temp")):
+            fileio.rmtree(temp)
     try:
         return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep,
                                           step_counter=step_counter)
     except ValueError as e:   # "Invalid checkpoint state loaded from ..."
         if not set_aside:
             raise
-        state = os.path.join(directory, "checkpoint")
+        state = fileio.join(directory, "checkpoint")
         moved = _set_aside([state], directory)
         _LOG.warning("checkpoint state file %s is unreadable (%s); moved to %s", state, e,
                      moved[0] if moved else "nowhere")
@@ -76,8 +74,9 @@ def _candidates(manager):
     if manager.checkpoints:
         return list(manager.checkpoints)
     found = []
-    for index in glob.glob(os.path.join(glob.escape(manager.directory), "ckpt-*.index")):
-        match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index))
+    for index in fileio.glob(fileio.join(fileio.glob_escape(manager.directory),
+                                         "ckpt-*.index")):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", fileio.basename(index))
         if match:
             found.append((int(match[1]), index[:-len(".index")]))
     return [prefix for _, prefix in sorted(found)]
@@ -94,12 +93,12 @@ def restore_latest(checkpoint, manager, set_aside=True):
         try:
             verify(path)
         except _DAMAGED as e:
-            files = sorted(glob.glob(glob.escape(path) + ".*"))
+            files = fileio.glob(fileio.glob_escape(path) + ".*")
             moved = _set_aside(files, manager.directory) if set_aside else []
             _LOG.warning("checkpoint %s is unreadable (%s: %s); files %s%s; falling back to "
                          "the previous checkpoint", path, type(e).__name__,
-                         short_message(e), [os.path.basename(f) for f in files],
-                         f" moved to {os.path.dirname(moved[0])}" if moved else "")
+                         short_message(e), [fileio.basename(f) for f in files],
+                         f" moved to {fileio.dirname(moved[0])}" if moved else "")
             tried.append(path)
             continue
         checkpoint.restore(path).assert_existing_objects_matched()
@@ -109,7 +108,7 @@ def restore_latest(checkpoint, manager, set_aside=True):
     if tried:
         raise CheckpointRestoreError(
             f"none of the checkpoints in {manager.directory} can be restored ({tried}); "
-            f"their files are kept in {os.path.join(manager.directory, UNREADABLE)}. "
+            f"their files are kept in {fileio.join(manager.directory, UNREADABLE)}. "
             f"Move the checkpoints directory away to start from scratch.")
     return None
 
@@ -125,18 +124,18 @@ def verify(path):
 
 def _set_aside(files, directory):
     """Moves files into DIRECTORY/unreadable/ (never overwriting); returns the new paths."""
-    target = os.path.join(directory, UNREADABLE)
+    target = fileio.join(directory, UNREADABLE)
     moved = []
     for path in files:
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             continue
-        os.makedirs(target, exist_ok=True)
-        name, n = os.path.basename(path), 1
-        dest = os.path.join(target, name)
-        while os.path.exists(dest):
+        fileio.makedirs(target)
+        name, n = fileio.basename(path), 1
+        dest = fileio.join(target, name)
+        while fileio.exists(dest):
             n += 1
-            dest = os.path.join(target, f"{name}.{n}")
-        os.replace(path, dest)
+            dest = fileio.join(target, f"{name}.{n}")
+        fileio.rename(path, dest)
         moved.append(dest)
     return moved
 
@@ -149,7 +148,7 @@ def save(manager, step, hooks=None):
     hooks = hooks or {}
     if "before_save" in hooks:
         hooks["before_save"](step)
-    prefix = os.path.join(manager.directory, f"ckpt-{step}")
+    prefix = fileio.join(manager.directory, f"ckpt-{step}")
     callbacks = None
     if "mid_save" in hooks:   # runs before the manager records the checkpoint as latest
         callbacks = [lambda path: hooks["mid_save"](step, path)]
@@ -170,14 +169,14 @@ def save(manager, step, hooks=None):
 
 def _files_of(prefix):
     """{path: (size, mtime_ns)} of a checkpoint's files and its temporary directory."""
-    paths = glob.glob(glob.escape(prefix) + ".*") + glob.glob(glob.escape(prefix) + "_temp*/*")
+    pattern = fileio.glob_escape(prefix)
     stats = {}
-    for path in paths:
+    for path in fileio.glob(pattern + ".*") + fileio.glob(pattern + "_temp*/*"):
         try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        stats[path] = (st.st_size, st.st_mtime_ns)
+            stats[path] = (fileio.size(path), fileio.mtime_ns(path))
+        except Exception as e:  # removed meanwhile (tf.errors.NotFoundError)
+            if type(e).__name__ != "NotFoundError":
+                raise
     return stats
 
 
@@ -187,13 +186,11 @@ def _remove_partial(prefix, before):
     for path, stat in _files_of(prefix).items():
         if before.get(path) != stat:
             try:
-                os.remove(path)
-                removed.append(os.path.basename(path))
-            except OSError:
+                fileio.remove(path)
+                removed.append(fileio.basename(path))
+            except Exception:  # noqa: BLE001 (gone already, or not removable: reported)
                 pass
-    for temp in glob.glob(glob.escape(prefix) + "_temp*"):
-        try:
-            os.rmdir(temp)   # empty now, unless it held files we did not write
-        except OSError:
-            pass
+    for temp in fileio.glob(fileio.glob_escape(prefix) + "_temp*"):
+        if fileio.isdir(temp) and not fileio.listdir(temp):
+            fileio.rmtree(temp)   # empty now, unless it held files we did not write
     return removed

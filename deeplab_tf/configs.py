@@ -137,14 +137,18 @@ def from_dict(d, cls=ExperimentConfig, path=""):
     return cls(**values)
 
 
+def to_json(config):
+    return json.dumps(to_dict(config), indent=2) + "\n"
+
+
 def save_json(config, path):
-    with open(path, "w") as f:
-        json.dump(to_dict(config), f, indent=2)
+    from deeplab_tf import fileio
+    fileio.write_text(path, to_json(config))
 
 
 def load_json(path):
-    with open(path) as f:
-        return from_dict(json.load(f))
+    from deeplab_tf import fileio
+    return from_dict(fileio.read_json(path))
 
 
 def valid_keys(config):

@@ -9,11 +9,10 @@ A checkpoint holds `model` (and, from training, `optimizer`, `step` and the data
 readers restore only `model`, so any of them loads a training checkpoint.
 """
 import contextlib
-import os
 
 import tensorflow as tf
 
-from deeplab_tf import configs
+from deeplab_tf import configs, fileio
 from deeplab_tf.data.metadata import DatasetMetadata
 
 CONFIG = "config.json"
@@ -22,35 +21,26 @@ CHECKPOINTS = "checkpoints"
 
 
 def write_config(model_dir, config, metadata):
-    """Writes config.json and dataset.json atomically (temporary name, then rename)."""
-    os.makedirs(model_dir, exist_ok=True)
-    for name, text in [(CONFIG, None), (DATASET, metadata.to_json())]:
-        path = os.path.join(model_dir, name)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        if text is None:
-            configs.save_json(config, tmp)
-        else:
-            with open(tmp, "w") as f:
-                f.write(text)
-        os.replace(tmp, path)
+    """Writes config.json and dataset.json, each complete or not at all (fileio)."""
+    fileio.makedirs(model_dir)
+    fileio.write_text(fileio.join(model_dir, CONFIG), configs.to_json(config))
+    fileio.write_text(fileio.join(model_dir, DATASET), metadata.to_json())
 
 
 def read_config(model_dir):
     """(ExperimentConfig, DatasetMetadata) of a model_dir, with clear errors."""
-    paths = [os.path.join(model_dir, n) for n in (CONFIG, DATASET)]
+    paths = [fileio.join(model_dir, n) for n in (CONFIG, DATASET)]
     for path in paths:
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             raise FileNotFoundError(f"{path} not found: {model_dir} is not a deeplab_tf "
                                     f"model_dir (written by deeplab-train)")
     config = configs.load_json(paths[0])
-    with open(paths[1]) as f:
-        import json
-        metadata = DatasetMetadata.from_dict(json.load(f))
+    metadata = DatasetMetadata.from_dict(fileio.read_json(paths[1]))
     return config, metadata
 
 
 def checkpoint_dir(model_dir):
-    return os.path.join(model_dir, CHECKPOINTS)
+    return fileio.join(model_dir, CHECKPOINTS)
 
 
 def latest_checkpoint(model_dir):

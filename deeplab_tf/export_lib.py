@@ -27,20 +27,20 @@ TFLite is converted from the concrete function with its variables frozen into co
 SavedModel whose root tracks a Keras model gives all-NaN outputs.
 """
 import json
-import os
-import shutil
-import tempfile
+import uuid
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from deeplab_tf import fileio
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.data.tfrecord import decode_image, image_size
 from deeplab_tf.errors import short_message
 from deeplab_tf.images import DEFAULT_MAX_PIXELS
 from deeplab_tf.inference import Protocol, predict_probabilities
 
+SAVED_MODEL_MARKER = "saved_model.pb"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).
 _SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
@@ -134,53 +134,36 @@ class _Serving(tf.Module):
         self.serve_bytes = serve_bytes
 
 
-def _replace_dir(tmp, export_dir, overwrite):
-    """Moves a finished export into place; the old one (with `overwrite`) goes only after."""
-    if os.path.exists(export_dir):
-        if not overwrite:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
-                                  f"another --export_dir")
-        old = f"{export_dir}.old-{os.getpid()}"
-        os.replace(export_dir, old)
-        os.replace(tmp, export_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, export_dir)
-
-
 class ExportError(OSError):
     """Writing an export failed; nothing of it was kept, an earlier export is unchanged."""
 
 
 def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
                        overwrite=False, max_pixels=DEFAULT_MAX_PIXELS):
-    """Writes the SavedModel (module docstring) atomically: to a temporary sibling, then
-    renamed; a failed write (ExportError) leaves nothing and an earlier export intact.
+    """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
+    (fileio.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
+    a failed write (ExportError) leaves nothing and an earlier export intact.
     For TF Serving, export to <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the
     largest image the signatures accept (height * width)."""
-    export_dir = os.path.abspath(os.fspath(export_dir))
-    if os.path.exists(export_dir) and not overwrite:
+    export_dir = fileio.absolute(export_dir)
+    if fileio.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
                               f"another --export_dir")
-    os.makedirs(os.path.dirname(export_dir), exist_ok=True)
     module = _Serving(model, metadata, protocol, probabilities, int(max_pixels))
-    tmp = f"{export_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tf.saved_model.save(module, tmp, signatures={
+
+    def write(staging):
+        tf.saved_model.save(module, staging, signatures={
             "serving_default": module.serve_bytes, "predict_images": module.predict_images},
             options=_SAVE_OPTIONS)
+    # Readers (TF Serving, tf.saved_model.load) need saved_model.pb: the marker, published
+    # last (fileio.publish_dir).
+    try:
+        fileio.publish_dir(export_dir, write, SAVED_MODEL_MARKER, overwrite=overwrite)
     except (tf.errors.OpError, OSError) as e:   # disk full, file size limit, ...
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(f"writing the SavedModel {export_dir} failed ({type(e).__name__}: "
                           f"{short_message(e)}); nothing of it was kept"
                           + ("; the export already there is unchanged"
-                             if os.path.exists(export_dir) else "")) from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace_dir(tmp, export_dir, overwrite)
+                             if fileio.exists(export_dir) else "")) from e
     return export_dir
 
 
@@ -209,7 +192,8 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
                         input_signature=[spec])
     # The converter reads a SavedModel whose root holds nothing but the frozen function:
     # no Keras model (the all-NaN trap), no variables; signatures keep the names.
-    staging = tempfile.mkdtemp(prefix="deeplab_tflite_")
+    # Its staging SavedModel lives in TF's in-memory filesystem: nothing touches a disk.
+    staging = f"ram://deeplab_tflite/{uuid.uuid4().hex}"
     try:
         tf.saved_model.save(tf.Module(), staging, signatures={"serving_default": named},
                             options=_SAVE_OPTIONS)
@@ -223,16 +207,8 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
                                                    tf.lite.OpsSet.TFLITE_BUILTINS]
         flatbuffer = converter.convert()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(flatbuffer)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        fileio.rmtree(staging)
+    return fileio.write_bytes(path, flatbuffer)
 
 
 def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
@@ -244,7 +220,7 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
     "mixed_bfloat16" bakes bfloat16 convolutions into the graph (model_dir.dtype_policy).
     Returns (export_dir, model, metadata, protocol)."""
     config, _ = model_dir_lib.read_config(model_dir)
-    if os.path.exists(export_dir) and not overwrite:   # before minutes of loading
+    if fileio.exists(export_dir) and not overwrite:   # before minutes of loading
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
                               f"another --export_dir")
     overrides = dict(max_side=config.eval.max_side)

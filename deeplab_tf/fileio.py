@@ -76,12 +76,23 @@ def glob_escape(path):
 
 # ---------------------------------------------------------------------------- queries
 
+def _listed(path):
+    """TF's ram:// filesystem answers exists/isdir for any string prefix of a file name
+    ("ram://d/ckpt-1" exists when "ram://d/ckpt-1.index" does); there a path counts only
+    when its folder lists it, as on a disk and on gs://."""
+    path = os.fspath(path).rstrip("/")
+    if not path.startswith("ram://") or path.count("/") < 3:
+        return True
+    parent = dirname(path)
+    return _gfile().exists(parent) and basename(path) in listdir(parent)
+
+
 def exists(path):
-    return _gfile().exists(os.fspath(path))
+    return _gfile().exists(os.fspath(path)) and _listed(path)
 
 
 def isdir(path):
-    return _gfile().isdir(os.fspath(path))
+    return _gfile().isdir(os.fspath(path)) and _listed(path)
 
 
 def isfile(path):
@@ -173,6 +184,8 @@ def write_bytes(path, data):
     if parent and not exists(parent):
         makedirs(parent)
     if not is_local(path):
+        if path.startswith("ram://") and exists(path):
+            remove(path)   # ram:// appends to an existing file instead of replacing it
         with open(path, "wb") as f:
             f.write(data)
         return path

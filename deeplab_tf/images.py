@@ -12,6 +12,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from deeplab_tf import fileio
+
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
@@ -31,17 +33,17 @@ def check_pixels(width, height, max_pixels, what):
 def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded, EXIF-upright PIL image; the size limit is checked on the header first."""
     path = os.fspath(path)
+    if not fileio.isfile(path):
+        raise ImageError(f"{path}: file not found")
     saved_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None   # our limit, checked below, replaces Pillow's
     try:
-        with Image.open(path) as image:   # reads the header only
+        with fileio.open(path, "rb") as f, Image.open(f) as image:   # reads the header only
             check_pixels(*image.size, max_pixels, path)
             image.load()
             return ImageOps.exif_transpose(image)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
         raise ImageError(f"{path}: not a readable image ({e})") from None
     finally:

@@ -34,7 +34,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from deeplab_tf import windows
+from deeplab_tf import fileio, windows
 from deeplab_tf.data.metadata import DatasetMetadata
 from deeplab_tf.images import (  # noqa: F401  (ImageError: part of Segmenter's API)
     DEFAULT_MAX_PIXELS, ImageError, check_pixels, read_image, to_rgb_uint8)
@@ -245,7 +245,7 @@ class Segmenter:
                 json.loads(loaded.dataset_json.numpy().decode("utf-8")))
             self.protocol = Protocol(**json.loads(loaded.protocol_json.numpy().decode("utf-8")))
             self._predict = None
-        elif os.path.exists(os.path.join(path, "config.json")):
+        elif fileio.exists(fileio.join(path, "config.json")):
             from deeplab_tf import model_dir
             config, _ = model_dir.read_config(path)
             self.protocol = Protocol.from_config(config.eval, **overrides)

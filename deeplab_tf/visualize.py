@@ -8,7 +8,8 @@ so they work headless and leave no global figure state behind.
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+
+from deeplab_tf import fileio
 
 
 def colorize(labels, colormap):
@@ -35,7 +36,7 @@ def save_label_png(labels, path):
     """Raw class ids as a single-channel PNG (8-bit; 16-bit when an id exceeds 255)."""
     labels = np.asarray(labels)
     dtype = np.uint8 if labels.max(initial=0) <= 255 else np.uint16
-    Image.fromarray(labels.astype(dtype)).save(path, format="PNG")
+    fileio.save_image(path, labels.astype(dtype))
 
 
 def _canvas(width, height):
@@ -66,7 +67,7 @@ def plot_class_iou(iou, class_names, path, title="Per-class IoU"):
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU")
     ax.set_title(title)
-    figure.savefig(path, format="png", bbox_inches="tight")
+    fileio.save_figure(path, figure, bbox_inches="tight")
 
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
@@ -91,4 +92,4 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     ax.set_title(title)
-    figure.savefig(path, format="png", bbox_inches="tight")
+    fileio.save_figure(path, figure, bbox_inches="tight")

@@ -12,11 +12,11 @@ the 9 taps are valid; this module recomputes those curves.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
+
+from deeplab_tf import fileio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,32 +72,13 @@ def valid_weight_fractions(
     )
 
 
-def _atomic_write(path: str, write: Callable, mode: str) -> None:
-    """Writes via a temp file in the target folder so readers never see a partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
-        os.replace(tmp, path)  # same filesystem, so the rename is atomic
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_csv(path: str, result: ValidWeightFractions) -> None:
     """Writes `rate,one,four,nine`, one row per rate, floats in round-trip form."""
 
-    def write(f):
-        f.write("rate,one,four,nine\n")
-        for r, a, b, c in zip(result.rate, result.one, result.four, result.nine):
-            # repr(float) is the shortest string that parses back to the same double.
-            f.write(f"{int(r)},{float(a)!r},{float(b)!r},{float(c)!r}\n")
-
-    _atomic_write(path, write, "w")
+    # repr(float) is the shortest string that parses back to the same double.
+    rows = [f"{int(r)},{float(a)!r},{float(b)!r},{float(c)!r}\n"
+            for r, a, b, c in zip(result.rate, result.one, result.four, result.nine)]
+    fileio.write_text(path, "rate,one,four,nine\n" + "".join(rows))
 
 
 def plot(path: str, result: ValidWeightFractions) -> None:
@@ -126,4 +107,4 @@ def plot(path: str, result: ValidWeightFractions) -> None:
     # At the paper's settings the area above the 9/4-valid crossing stays empty.
     ax.legend(loc="upper left", bbox_to_anchor=(0.14, 0.99))
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png"), "wb")
+    fileio.save_figure(path, fig)

@@ -15,13 +15,11 @@ Our variables are addressed as (unit, kind, weight): "conv3_block2_1_conv/kernel
 """
 import dataclasses
 import json
-import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import configs, model_dir
+from deeplab_tf import configs, fileio, model_dir
 from deeplab_tf.data import metadata as metadata_lib
 from deeplab_tf.modeling import resnet
 
@@ -64,13 +62,13 @@ class Conversion:
 
 def resolve_checkpoint(path):
     """A checkpoint prefix from a prefix or a directory (its latest checkpoint)."""
-    if os.path.isdir(path):
+    if fileio.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
             raise FileNotFoundError(f"{path}: a directory without a `checkpoint` file; pass "
                                     f"the checkpoint prefix (e.g. {path}/model.ckpt-30000)")
         return latest
-    if not tf.io.gfile.exists(path + ".index") and not tf.io.gfile.exists(path):
+    if not fileio.exists(path + ".index") and not fileio.exists(path):
         raise FileNotFoundError(f"{path}: no checkpoint there (expected {path}.index)")
     return path
 
@@ -148,7 +146,7 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     Returns:
       a `Conversion`.
     """
-    if os.path.exists(output_dir) and not overwrite:
+    if fileio.exists(output_dir) and not overwrite:
         raise FileExistsError(f"{output_dir} exists (overwrite replaces it)")
     path = resolve_checkpoint(checkpoint)
     reader = tf.train.load_checkpoint(path)
@@ -193,23 +191,13 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
 
 def write_model_dir(output_dir, config, metadata, model, result, overwrite=False):
     """config.json, dataset.json, checkpoints/ckpt-0 and conversion.json, all or nothing:
-    written under a temporary name, then renamed into place."""
-    output_dir = output_dir.rstrip("/")
-    if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists (overwrite replaces it)")
-    tmp = f"{output_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model_dir.write_config(tmp, config, metadata)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                                         model_dir.checkpoint_dir(tmp), max_to_keep=1)
-    manager.save(checkpoint_number=0)
-    report = dict(dataclasses.asdict(result), unmapped_state=result.unmapped_state)
-    with open(os.path.join(tmp, "conversion.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    if os.path.exists(output_dir):
-        old = f"{output_dir}.old-{os.getpid()}"
-        os.replace(output_dir, old)
-        os.replace(tmp, output_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, output_dir)
+    written to a staging folder, then published (fileio.publish_dir) with config.json, the
+    file that makes a folder a model_dir for its readers, last."""
+    def write(staging):
+        model_dir.write_config(staging, config, metadata)
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                                             model_dir.checkpoint_dir(staging), max_to_keep=1)
+        manager.save(checkpoint_number=0)
+        report = dict(dataclasses.asdict(result), unmapped_state=result.unmapped_state)
+        fileio.write_json(fileio.join(staging, "conversion.json"), report, indent=1)
+    fileio.publish_dir(output_dir, write, model_dir.CONFIG, overwrite=overwrite)

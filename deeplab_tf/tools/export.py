@@ -55,9 +55,7 @@ check_flags(output_stride=["output_stride"], scales=["inference_scales"],
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import glob
-
-    from deeplab_tf import export_lib
+    from deeplab_tf import export_lib, fileio
     from deeplab_tf.images import read_image
     from deeplab_tf.inference import parse_scales, parse_size
     try:
@@ -71,7 +69,7 @@ def main(argv):
                              "--tflite_quantize): drop --mixed_precision or --tflite")
     representative = None
     if FLAGS.tflite and FLAGS.tflite_quantize == "int8":
-        files = sorted(glob.glob(FLAGS.representative_images or ""))
+        files = fileio.glob(FLAGS.representative_images) if FLAGS.representative_images else []
         if not files:
             raise app.UsageError("--tflite_quantize=int8 needs --representative_images "
                                  f"matching image files (got {FLAGS.representative_images!r})")

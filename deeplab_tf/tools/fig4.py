@@ -13,9 +13,9 @@ Usage:
   deeplab-fig4 --output_dir=/tmp/fig4 [--size=65] [--max_rate=64]
   python -m deeplab_tf.tools.fig4 --output_dir=/tmp/fig4
 """
-import os
-
 from absl import app, flags
+
+from deeplab_tf import fileio
 
 from deeplab_tf.analysis import fig4
 
@@ -46,10 +46,10 @@ _TABLE_RATES = (1, 6, 12, 18, 24, 36, 64)
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    fileio.makedirs(FLAGS.output_dir)
     result = fig4.valid_weight_fractions(range(1, FLAGS.max_rate + 1), size=FLAGS.size)
-    png = os.path.join(FLAGS.output_dir, "fig4.png")
-    csv = os.path.join(FLAGS.output_dir, "fig4.csv")
+    png = fileio.join(FLAGS.output_dir, "fig4.png")
+    csv = fileio.join(FLAGS.output_dir, "fig4.csv")
     fig4.write_csv(csv, result)
     fig4.plot(png, result)
     print(f"wrote {png}")

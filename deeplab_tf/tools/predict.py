@@ -53,17 +53,16 @@ OUTPUTS = ("mask", "overlay", "label")
 
 def list_inputs(entries):
     """(paths, problems): files of each entry (file, directory or glob), in order, once."""
-    import glob
-    import os
+    from deeplab_tf import fileio
     paths, problems = [], []
     for entry in entries:
-        if os.path.isdir(entry):
-            found = [os.path.join(entry, n) for n in sorted(os.listdir(entry))
+        if fileio.isdir(entry):
+            found = [fileio.join(entry, n) for n in fileio.listdir(entry)
                      if n.lower().endswith(IMAGE_EXTENSIONS)]
-        elif os.path.isfile(entry):
+        elif fileio.exists(entry):
             found = [entry]
         else:
-            found = sorted(p for p in glob.glob(entry) if os.path.isfile(p))
+            found = [p for p in fileio.glob(entry) if fileio.isfile(p)]
         if not found:
             problems.append(f"{entry}: no such file, or no image in that directory or glob")
         paths += [p for p in found if p not in paths]
@@ -72,10 +71,10 @@ def list_inputs(entries):
 
 def output_stems(paths):
     """A unique output name per input: its stem, with -2, -3... when stems repeat."""
-    import os
+    from deeplab_tf import fileio
     stems, seen = [], {}
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = fileio.stem(path)
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return stems
@@ -89,12 +88,9 @@ def main(argv):
         raise app.UsageError(f"--outputs={','.join(FLAGS.outputs)}: expected some of {OUTPUTS}")
     if not 0 <= FLAGS.alpha <= 1:
         raise app.UsageError(f"--alpha={FLAGS.alpha}: expected a value in [0, 1]")
-    import os
-
     import keras
-    from PIL import Image
 
-    from deeplab_tf import visualize
+    from deeplab_tf import fileio, visualize
     from deeplab_tf.images import ImageError
     from deeplab_tf.inference import Segmenter, parse_scales
     paths, failures = list_inputs(FLAGS.input)
@@ -111,11 +107,11 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(f"--model={FLAGS.model}: {e}")
     colormap = segmenter.metadata.colormap()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    fileio.makedirs(FLAGS.output_dir)
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     done = 0
     for path, stem in zip(paths, output_stems(paths)):
-        out = os.path.join(FLAGS.output_dir, stem)
+        out = fileio.join(FLAGS.output_dir, stem)
         try:
             rgb, labels, _ = segmenter.segment_file(path, FLAGS.max_pixels or None)
         except ImageError as e:
@@ -123,10 +119,10 @@ def main(argv):
             print(f"\nerror: {e}", file=sys.stderr)
         else:
             if "mask" in FLAGS.outputs:
-                Image.fromarray(visualize.colorize(labels, colormap)).save(f"{out}_mask.png")
+                fileio.save_image(f"{out}_mask.png", visualize.colorize(labels, colormap))
             if "overlay" in FLAGS.outputs:
-                Image.fromarray(visualize.overlay(rgb, labels, colormap, FLAGS.alpha)).save(
-                    f"{out}_overlay.png")
+                fileio.save_image(f"{out}_overlay.png",
+                                  visualize.overlay(rgb, labels, colormap, FLAGS.alpha))
             if "label" in FLAGS.outputs:
                 visualize.save_label_png(labels, f"{out}_label.png")
             done += 1

@@ -5,8 +5,6 @@
 "GMACs (valid taps)" counts only the kernel taps that land inside the image: at large
 atrous rates most taps of a 3x3 filter hit the padding (the paper's Fig. 4).
 """
-import json
-
 from absl import app, flags
 
 from deeplab_tf.tools import run_main
@@ -63,8 +61,8 @@ def main(argv):
           f"{height}x{width}, {FLAGS.num_classes} classes, layout {FLAGS.layout}")
     print(format_table(table))
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(table, f, indent=2)
+        from deeplab_tf import fileio
+        fileio.write_json(FLAGS.json, table)
 
 
 def run():

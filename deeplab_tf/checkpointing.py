@@ -117,9 +117,7 @@ def verify(path):
     """Reads every tensor of a checkpoint (their CRCs checked); raises if one cannot be.
     Done before restoring: a restore that fails half-way leaves pending restorations in
     the model's objects that break the next restore, of a good checkpoint."""
-    # NewCheckpointReader takes the prefix as it is (load_checkpoint would take a prefix
-    # that looks like a folder, as on ram://, for a folder).
-    reader = tf.compat.v1.train.NewCheckpointReader(path)
+    reader = fileio.checkpoint_reader(path)
     for name in reader.get_variable_to_shape_map():
         reader.get_tensor(name)
 

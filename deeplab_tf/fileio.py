@@ -283,3 +283,13 @@ def _copy_tree(src, dst, last):
                 copy(join(folder, name), join(out, name), overwrite=True)
     for s, d in deferred:
         copy(s, d, overwrite=True)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def checkpoint_reader(prefix):
+    """A reader of the checkpoint at `prefix` (e.g. .../ckpt-4). tf.train.load_checkpoint
+    takes a prefix for a folder when one "exists", as every file-name prefix does on ram://;
+    this reader takes the prefix as it is."""
+    import tensorflow as tf
+    return tf.compat.v1.train.NewCheckpointReader(os.fspath(prefix))

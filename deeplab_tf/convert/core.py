@@ -149,7 +149,7 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     if fileio.exists(output_dir) and not overwrite:
         raise FileExistsError(f"{output_dir} exists (overwrite replaces it)")
     path = resolve_checkpoint(checkpoint)
-    reader = tf.train.load_checkpoint(path)
+    reader = fileio.checkpoint_reader(path)
     shapes = reader.get_variable_to_shape_map()
     arch = source.infer(shapes, path)
     found_classes = arch.pop("num_classes", None)

@@ -146,3 +146,26 @@ def test_command_line_then_predict(tmp_path):
     assert sorted(os.listdir(tmp_path / "out"))
     config, metadata = model_dir.read_config(tmp_path / "run")
     assert metadata.class_names[15] == "person" and config.model.layout == "slim"
+
+
+def test_command_line_on_ram():
+    """deeplab-convert-checkpoint reads a checkpoint from and writes its model_dir to TF's
+    in-memory filesystem (the gs:// code path), in-process: the logits are still slim's."""
+    from tools_in_process import run_tool
+    from deeplab_tf import fileio
+    root = f"ram://convert-{os.getpid()}"
+    v = variables(TINY)
+    ref.write_checkpoint(f"{root}/train/model.ckpt-5", v)
+    try:
+        assert run_tool("convert_checkpoint", "--source=slim",
+                        f"--checkpoint={root}/train/model.ckpt-5",
+                        f"--output_dir={root}/run") == 0
+        assert fileio.read_json(f"{root}/run/conversion.json")["unmapped_model"] == []
+        x = np.random.default_rng(1).uniform(0, 255, (1, 65, 65, 3)).astype(np.float32)
+        expected = ref.forward(v, x, TINY["scope"], TINY["depths"], TINY["beta"], (1, 2, 4),
+                               16, (6, 12, 18))
+        got = raw_logits_model(f"{root}/run", 16).predict(x, verbose=0)
+        assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+        assert sorted(fileio.listdir(root)) == ["run", "train"]   # no staging folder left
+    finally:
+        fileio.rmtree(root)

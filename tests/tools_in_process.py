@@ -1,0 +1,37 @@
+"""Runs deeplab_tf's command-line tools in this process, as their console scripts would
+(absl parses the argv, then the tool's main runs), for tests on TF's in-memory ram://
+filesystem: it lives in one process, so a subprocess cannot see it. The console scripts
+themselves are tested in subprocesses elsewhere (tests/test_cli_help.py,
+tests/training/test_train_cli.py, tests/test_quickstart.py)."""
+import importlib
+import sys
+
+from absl import app, flags
+
+_BASE_FLAGS = None
+
+
+def run_tool(name, *args):
+    """`deeplab-NAME args...` in-process; returns the exit status (0, or SystemExit's)."""
+    global _BASE_FLAGS
+    FLAGS = flags.FLAGS
+    if _BASE_FLAGS is None:
+        _BASE_FLAGS = set(FLAGS)   # absl's own flags (--v, --logtostderr, ...)
+    # Each tool defines its flags when imported, several with the same names: forget the
+    # previous tool's flags and module, then import this one afresh.
+    for flag_name in set(FLAGS) - _BASE_FLAGS:
+        delattr(FLAGS, flag_name)
+    for module in [m for m in sys.modules if m.startswith("deeplab_tf.tools.")]:
+        del sys.modules[module]
+    module = importlib.import_module(f"deeplab_tf.tools.{name}")
+    FLAGS.unparse_flags()
+    argv = FLAGS([f"deeplab-{name}", *args])
+    try:
+        return module.main(argv) or 0
+    except SystemExit as e:
+        return e.code
+    except app.UsageError as e:   # app.run prints it and exits with status 2
+        print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        FLAGS.unparse_flags()

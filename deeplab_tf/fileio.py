@@ -293,3 +293,15 @@ def checkpoint_reader(prefix):
     this reader takes the prefix as it is."""
     import tensorflow as tf
     return tf.compat.v1.train.NewCheckpointReader(os.fspath(prefix))
+
+
+def sync(path):
+    """Flushes a written local file to the disk (fsync), so that a rename after it
+    survives a power loss; nothing to do elsewhere (an object exists once uploaded)."""
+    path = os.fspath(path)
+    if is_local(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,9 +1,15 @@
 """The manifest of a converted dataset (`manifest.json`, written last by writer.py) and the
-error every converter and reader raises for a bad input file."""
-import dataclasses
-import json
-from pathlib import Path
+error every converter and reader raises for a bad input file.
 
+Readers trust only what a manifest lists: a folder without one is an unfinished (or
+failed) conversion, and files it does not list (other runs' hidden temporaries, shards of
+a killed run) are not part of the dataset. Paths are strings on any TF filesystem
+(local, gs://, ram://), read through `deeplab_tf.fileio`.
+"""
+import dataclasses
+import os
+
+from deeplab_tf import fileio
 from deeplab_tf.data.metadata import DatasetMetadata
 
 MANIFEST = "manifest.json"
@@ -24,7 +30,7 @@ class DatasetError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     """A converted dataset: its metadata and, per split, counts, shards and statistics."""
-    output_dir: Path
+    output_dir: str
     metadata: DatasetMetadata
     splits: dict
     data: dict  # the whole manifest.json
@@ -32,31 +38,36 @@ class Manifest:
     def shard_paths(self, split):
         if split not in self.splits:
             raise DatasetError(f"no split {split!r}; the manifest has {sorted(self.splits)}",
-                               self.output_dir / MANIFEST, "unknown_split")
-        return [str(self.output_dir / name) for name in self.splits[split]["shards"]]
+                               fileio.join(self.output_dir, MANIFEST), "unknown_split")
+        return [fileio.join(self.output_dir, name) for name in self.splits[split]["shards"]]
 
     def num_examples(self, split):
         return self.splits[split]["num_examples"]
 
 
-def _read_manifest_json(output_dir):
-    path = Path(output_dir) / MANIFEST
+def read_manifest_json(output_dir):
+    """The manifest's contents, or None when there is none or it is unreadable JSON."""
+    path = fileio.join(output_dir, MANIFEST)
+    if not fileio.isfile(path):
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+        return fileio.read_json(path)
+    except ValueError:  # JSON or UTF-8 errors: a damaged manifest counts as none
         return None
 
 
 def load_manifest(output_dir):
     """Reads `manifest.json` of a converted dataset and checks that its shards exist."""
-    output_dir = Path(output_dir)
-    data = _read_manifest_json(output_dir)
+    output_dir = os.fspath(output_dir)
+    data = read_manifest_json(output_dir)
     if data is None:
         raise DatasetError("missing or unreadable manifest; expected the output of a finished "
-                           "deeplab-build-data run", output_dir / MANIFEST, "missing_file")
+                           "deeplab-build-data run", fileio.join(output_dir, MANIFEST),
+                           "missing_file")
+    present = set(fileio.listdir(output_dir))  # one listing, not a request per shard
     for split, entry in data["splits"].items():
         for name in entry["shards"]:
-            if not (output_dir / name).is_file():
+            if name not in present:
                 raise DatasetError(f"shard of split {split!r} listed in the manifest is missing",
-                                   output_dir / name, "missing_file")
+                                   fileio.join(output_dir, name), "missing_file")
     return Manifest(output_dir, DatasetMetadata.from_dict(data["metadata"]), data["splits"], data)

@@ -1,33 +1,49 @@
-"""Sharded, atomic TFRecord writing with validation; the manifest is written last.
+"""Sharded TFRecord writing with validation; the manifest is written last.
 
 A converter lists its examples per split and gives a picklable `load_fn(item) -> Example`;
-`write_dataset` loads and validates them in worker processes (TF-free: Pillow and NumPy
-only), then writes `{split}-{i:05d}-of-{n:05d}.tfrecord` shards with the original DeepLab
-keys and finally `manifest.json`, the one source of truth about the converted dataset.
+`write_dataset` loads and validates them in worker processes (TF-free for local inputs:
+Pillow and NumPy only), then writes `{split}-{i:05d}-of-{n:05d}.tfrecord` shards with the
+original DeepLab keys and finally `manifest.json`, the one source of truth about the
+converted dataset. The output folder may be on any filesystem TF has (a local disk, gs://,
+ram://): every file operation goes through `deeplab_tf.fileio`.
 
-Atomicity: every shard is written under a hidden temporary name; only when every shard of
-every split is written are they renamed into place (the old manifest is removed first),
-and the manifest comes last. A run that fails or is killed never leaves a `*.tfrecord`
-that is incomplete, nor a manifest describing files that are not all there.
+Publishing, the same steps on every filesystem:
+  1. Each shard is written under a hidden name unique to this run, beside its final name
+     (`.NAME.tmp-PID-UUID`, fileio.temporary_name): a glob such as `train-*.tfrecord`
+     never matches it, so a half-written shard is never read.
+  2. Only when every shard of every split is complete: the old manifest is removed (the
+     folder now reads as unfinished), each temporary is renamed to its final name
+     (fileio.rename: atomic on a local disk, each shard fsynced first; on an object store
+     a server-side copy and a delete, so each final object appears whole), shards of the
+     rewritten splits that are no longer listed are removed, and the manifest is written
+     last (fileio.write_json: complete or absent).
+  3. On failure this run removes the temporaries it created, and nothing else: another
+     run's temporaries (one writing now, or one that was killed) are reported, not deleted.
+Why not write shards under their final names on an object store and save the copy? A
+rerun uses the same names: the previous complete dataset would change under its manifest
+before the new one is complete, and a glob of final names would mix two runs' shards.
+So a run that fails or is killed never leaves an incomplete `*.tfrecord`, nor a manifest
+describing files that are not all there; killed during step 2 (renames only), it leaves
+no manifest, and readers (manifest.load_manifest) refuse the folder until a run finishes.
 """
 import collections
 import dataclasses
 import datetime
 import io
-import json
+import logging
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 from PIL import Image
 
+from deeplab_tf import fileio
 from deeplab_tf.data import parallel
 # The manifest's reader and the error type live in manifest.py; importers of the writer
 # keep finding them here.
 from deeplab_tf.data.manifest import (  # noqa: F401
-    MANIFEST, MANIFEST_VERSION, DatasetError, Manifest, _read_manifest_json, load_manifest)
+    MANIFEST, MANIFEST_VERSION, DatasetError, Manifest, read_manifest_json, load_manifest)
 
 
 @dataclasses.dataclass
@@ -94,6 +110,7 @@ def _process_chunk(job):
 
 # ----------------------------------------------------------------------------- writing
 
+log = logging.getLogger(__name__)
 _SHARD = re.compile(r"(.+)-\d{5}-of-\d{5}\.tfrecord")
 
 
@@ -107,28 +124,18 @@ def _shard_split(name):
     return match and match[1]
 
 
-def _tmp_path(path):
-    path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+_TEMPORARY = re.compile(r"\..+\.tmp-.+")  # fileio.temporary_name's (hidden) names
 
 
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temporaries(output_dir):
-    """Removes temporaries of runs that were killed (their process no longer exists)."""
-    for path in output_dir.glob(".*.tmp-*"):
-        try:
-            os.kill(int(path.name.rsplit("-", 1)[1]), 0)
-        except (ValueError, ProcessLookupError):
-            path.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, another user's
+def _report_other_temporaries(output_dir):
+    """Warns about temporaries already in the folder. They belong to another run, writing
+    now or killed: a process id cannot tell which on another machine writing to the same
+    bucket, so they are the user's to remove, not this run's."""
+    names = [n for n in fileio.listdir(output_dir) if _TEMPORARY.fullmatch(n)]
+    if names:
+        log.warning("%d temporary file(s) of another conversion in %s, left alone (it may "
+                    "still be writing; if none is, delete them): %s", len(names), output_dir,
+                    ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
 
 
 def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_invalid,
@@ -159,16 +166,16 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
                     if writer is not None:
                         writer.close()
                     current, in_shard = shard, 0
-                    temporaries.append((_tmp_path(output_dir / names[shard]),
-                                        output_dir / names[shard]))
-                    writer = tf.io.TFRecordWriter(str(temporaries[-1][0]))
+                    final = fileio.join(output_dir, names[shard])
+                    temporaries.append((fileio.temporary_name(final), final))
+                    writer = tf.io.TFRecordWriter(temporaries[-1][0])
                 if row[0] == "skip":
                     skipped[row[1]] += 1
                     skipped_files.append({"file": row[2], "reason": row[1], "error": row[3]})
                     continue
                 _, name, image_bytes, fmt, height, width, label_png, ex_hist = row
                 if fault_hook is not None:
-                    fault_hook("record", str(temporaries[-1][0]), in_shard)
+                    fault_hook("record", temporaries[-1][0], in_shard)
                 writer.write(tfrecord.make_example(image_bytes, name, fmt, height, width,
                                                    label_png))
                 in_shard += 1
@@ -185,7 +192,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
             try:
                 writer.close()
             except tf.errors.OpError:
-                pass  # already failing; the caller removes the temporary
+                pass  # already failing; write_dataset removes the temporary
     if count == 0:
         raise DatasetError(f"split {split!r}: all {n} examples are invalid "
                            f"({dict(skipped)})", reason="no_examples")
@@ -211,16 +218,22 @@ def _chunks(items, size):
         yield chunk
 
 
-def _write_json_atomic(path, data, fault_hook=None):
-    tmp = _tmp_path(path)
-    try:
+def _commit(output_dir, temporaries, entries, fault_hook):
+    """Step 2 of the module docstring, up to the manifest: renames the temporaries (each
+    one is dropped from `temporaries` once in place) and removes replaced shards."""
+    # Without a manifest the folder reads as unfinished while shards change.
+    fileio.remove(fileio.join(output_dir, MANIFEST), missing_ok=True)
+    for i in range(len(temporaries)):
+        tmp, final = temporaries[0]
+        fileio.sync(tmp)
         if fault_hook is not None:
-            fault_hook("manifest", str(tmp), 0)
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            fault_hook("commit", final, i)
+        fileio.rename(tmp, final, overwrite=True)
+        temporaries.pop(0)
+    for name in fileio.listdir(output_dir):  # shards of an earlier run with another count
+        split = _shard_split(name)
+        if split in entries and name not in entries[split]["shards"]:
+            fileio.remove(fileio.join(output_dir, name))
 
 
 def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_workers=1,
@@ -230,7 +243,8 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
     """Converts and writes every split, then the manifest; returns the manifest dict.
 
     Args:
-      output_dir: where shards and `manifest.json` go (created if needed).
+      output_dir: where shards and `manifest.json` go (created if needed); a local
+        path or any TF filesystem's (gs://, ram://).
       splits: split name -> sized iterable of items for `load_fn`.
       load_fn: picklable (module-level or functools.partial) function item -> Example;
         it raises DatasetError for a bad input.
@@ -243,14 +257,14 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
       split_notes: split -> dict merged into that split's manifest entry (e.g. filter counts).
       fault_hook: called as fault_hook(stage, path, index) before each record ("record",
         temporary shard, index in shard), each rename ("commit", final path, shard number)
-        and the manifest write ("manifest", temporary path, 0); raising there simulates
+        and the manifest write ("manifest", manifest path, 0); raising there simulates
         a failing write (fault-injection tests).
       progress: show a progress bar on stderr.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(output_dir)
-    previous = _read_manifest_json(output_dir)
+    output_dir = os.fspath(output_dir)
+    fileio.makedirs(output_dir)
+    _report_other_temporaries(output_dir)
+    previous = read_manifest_json(output_dir)
     temporaries, entries = [], {}
     executor = parallel.OrderedPool(num_workers)
     try:
@@ -262,17 +276,7 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
                                           temporaries, fault_hook, progress)
             entries[split].update((split_notes or {}).get(split, {}))
         executor.close()
-        # Commit. Without a manifest the directory reads as incomplete while files move.
-        (output_dir / MANIFEST).unlink(missing_ok=True)
-        for i, (tmp, final) in enumerate(temporaries):
-            _fsync(tmp)
-            if fault_hook is not None:
-                fault_hook("commit", str(final), i)
-            os.replace(tmp, final)
-        for split, entry in entries.items():  # shards of an earlier run with another count
-            for path in output_dir.glob("*.tfrecord"):
-                if _shard_split(path.name) == split and path.name not in entry["shards"]:
-                    path.unlink()
+        _commit(output_dir, temporaries, entries, fault_hook)
         kept = {}
         if previous and previous.get("metadata") == metadata.to_dict():
             kept = {s: e for s, e in previous.get("splits", {}).items() if s not in entries}
@@ -287,9 +291,12 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
             entry["run"] = run
         manifest = {"format_version": MANIFEST_VERSION, **run, "metadata": metadata.to_dict(),
                     "splits": {**kept, **entries}}
-        _write_json_atomic(output_dir / MANIFEST, manifest, fault_hook)
+        path = fileio.join(output_dir, MANIFEST)
+        if fault_hook is not None:
+            fault_hook("manifest", path, 0)
+        fileio.write_json(path, manifest)
         return manifest
     finally:
         executor.close()
-        for tmp, _ in temporaries:
-            tmp.unlink(missing_ok=True)
+        for tmp, _ in temporaries:  # this run's only: other runs' are never touched
+            fileio.remove(tmp, missing_ok=True)

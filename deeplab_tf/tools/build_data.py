@@ -40,15 +40,17 @@ import sys
 
 from absl import app, flags
 
+from deeplab_tf import fileio
 from deeplab_tf.data import converters
-from deeplab_tf.data.manifest import DatasetError
+from deeplab_tf.data.manifest import MANIFEST, DatasetError
 
 from deeplab_tf.tools import run_main
 
 FLAGS = flags.FLAGS
 # Common to every dataset.
 flags.DEFINE_string("root", None, "Dataset root directory (see DATASET above).")
-flags.DEFINE_string("output_dir", None, "Where shards and manifest.json are written.")
+flags.DEFINE_string("output_dir", None, "Where shards and manifest.json are written "
+                    "(a local folder or gs://bucket/...).")
 flags.DEFINE_list("splits", None, "Splits to convert; default: the dataset's usual splits.")
 flags.DEFINE_integer("num_shards", None, "Shards per split; default: 4 (VOC as the original "
                      "tools), 10 for train_aug and Cityscapes, 100 for COCO.", lower_bound=1)
@@ -144,7 +146,7 @@ def main(argv):
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
               f"{skipped}")
-    print(f"wrote {os.path.join(FLAGS.output_dir, 'manifest.json')}")
+    print(f"wrote {fileio.join(FLAGS.output_dir, MANIFEST)}")
     return 0
 
 

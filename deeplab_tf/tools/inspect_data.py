@@ -15,18 +15,20 @@ Example:
   deeplab-inspect-data --records '/tmp/synthetic/train-*.tfrecord' --output_dir /tmp/look \\
       --crop_size 128
 """
-import json
 import os
 import sys
 
 import numpy as np
 from absl import app, flags
 
+from deeplab_tf import fileio
+from deeplab_tf.data.manifest import MANIFEST, read_manifest_json
 from deeplab_tf.tools import run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "TFRecord file pattern (comma-separated globs allowed).")
-flags.DEFINE_string("output_dir", None, "Where the sample PNGs go (created if needed).")
+flags.DEFINE_string("output_dir", None, "Where the sample PNGs go (created if needed; a "
+                    "local folder or gs://bucket/...).")
 flags.DEFINE_integer("num_samples", 8, "Augmented training samples to write.", lower_bound=0)
 flags.DEFINE_list("crop_size", ["513"], "Training crop 'size' or 'height,width' (paper: 513).")
 flags.DEFINE_float("min_scale", 0.5, "Smallest random scale (paper: 0.5).")
@@ -34,17 +36,10 @@ flags.DEFINE_float("max_scale", 2.0, "Largest random scale (paper: 2.0).")
 flags.DEFINE_float("scale_step", 0.25, "Scale grid step (original: 0.25); 0 = continuous.")
 flags.DEFINE_integer("seed", 0, "Data seed of the pipeline.")
 
-MANIFEST = "manifest.json"
-
 
 def read_manifest(pattern):
     """The manifest next to the first pattern's files, or None."""
-    folder = os.path.dirname(pattern.split(",")[0].strip()) or "."
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
-        return None
+    return read_manifest_json(fileio.dirname(pattern.split(",")[0].strip()) or ".")
 
 
 def summarize(manifest):
@@ -73,11 +68,9 @@ def summarize(manifest):
 
 def write_samples(pattern, output_dir, metadata, num_samples, crop_size, **augmentation):
     """Writes image, coloured mask and overlay PNGs of augmented training samples."""
-    from PIL import Image
-
     from deeplab_tf import visualize
     from deeplab_tf.data import pipeline
-    os.makedirs(output_dir, exist_ok=True)
+    fileio.makedirs(output_dir)
     cmap = metadata.colormap()
     ds = pipeline.build_dataset(pattern, mode="train", global_batch_size=1,
                                 crop_size=crop_size, with_metadata=True, **augmentation)
@@ -86,10 +79,10 @@ def write_samples(pattern, output_dir, metadata, num_samples, crop_size, **augme
         image = np.clip(np.round(batch["image"][0]), 0, 255).astype(np.uint8)
         label = batch["label"][0, ..., 0]
         name = batch["filename"][0].decode("utf-8", "replace").replace(os.sep, "_")
-        stem = os.path.join(output_dir, f"{i:02d}_{name}")
-        Image.fromarray(image).save(f"{stem}_image.png")
-        Image.fromarray(visualize.colorize(label, cmap)).save(f"{stem}_mask.png")
-        Image.fromarray(visualize.overlay(image, label, cmap)).save(f"{stem}_overlay.png")
+        stem = fileio.join(output_dir, f"{i:02d}_{name}")
+        fileio.save_image(f"{stem}_image.png", image)
+        fileio.save_image(f"{stem}_mask.png", visualize.colorize(label, cmap))
+        fileio.save_image(f"{stem}_overlay.png", visualize.overlay(image, label, cmap))
         written.append(stem)
     return written
 

@@ -52,8 +52,8 @@ def test_failure_mid_shard_leaves_nothing_that_looks_complete(tmp_path):
     with pytest.raises(OSError, match="injected"):
         convert_synthetic(tmp_path, fault_hook=fault)
     # The fault hit part-way: shard 0 was written, shard 1 half-written, both as temporaries.
-    assert [n.rsplit("-", 1)[0] for n in fault.seen] == [".train-00000-of-00003.tfrecord.tmp",
-                                                        ".train-00001-of-00003.tfrecord.tmp"]
+    assert [n.split(".tmp-")[0] for n in fault.seen] == [".train-00000-of-00003.tfrecord",
+                                                        ".train-00001-of-00003.tfrecord"]
     assert list(tmp_path.iterdir()) == []  # temporaries removed, no manifest
 
 
@@ -164,11 +164,18 @@ def test_reruns_replace_stale_shards_and_merge_splits(tmp_path):
         "deeplab-build-data", "synthetic"]
 
 
-def test_temporaries_of_killed_runs_are_removed(tmp_path):
-    dead = tmp_path / ".train-00000-of-00001.tfrecord.tmp-999999999"
-    dead.write_bytes(b"half a shard")
+def test_other_runs_temporaries_are_reported_not_removed(tmp_path, caplog):
+    """Another run's temporary (writing now, or killed: a pid cannot tell on a shared
+    bucket) is not this run's to delete; this run's own are gone after a failure."""
+    other = tmp_path / ".train-00000-of-00003.tfrecord.tmp-4242-0123abcd"
+    other.write_bytes(b"half a shard")
+    with pytest.raises(OSError, match="injected"):
+        convert_synthetic(tmp_path, fault_hook=Fault("record", "train-00001", 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
     convert_synthetic(tmp_path)
-    assert not dead.exists()
+    assert other.read_bytes() == b"half a shard"
+    assert "1 temporary file(s) of another conversion" in caplog.text and other.name in caplog.text
+    assert writer.load_manifest(tmp_path).num_examples("train") == 8
 
 
 def test_load_manifest_checks_shards(tmp_path):

@@ -5,10 +5,11 @@ gtFine/{split}/{city}/{stem}_gtFine_labelIds.png. The label ids (0..33) are mapp
 train ids of the official `cityscapesscripts/helpers/labels.py`; every other id (void,
 rare and unlabelled classes) becomes the ignore value 255. Images (PNG) are stored as is.
 """
-from pathlib import Path
+import os
 
 import numpy as np
 
+from deeplab_tf import fileio
 from deeplab_tf.data import writer
 from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import CITYSCAPES
@@ -41,17 +42,18 @@ def to_train_ids(label_ids, path=None):
 
 
 def list_split(root, split):
-    image_dir = root / "leftImg8bit" / split
-    if not image_dir.is_dir():
+    image_dir = fileio.join(root, "leftImg8bit", split)
+    if not fileio.isdir(image_dir):
         raise writer.DatasetError(f"no split {split!r}: expected leftImg8bit/{split}/CITY/"
                                   "*_leftImg8bit.png and gtFine/ beside it", image_dir,
                                   "missing_file")
     items = []
-    for image_path in sorted(image_dir.glob("*/*_leftImg8bit.png")):
-        stem = image_path.name[: -len("_leftImg8bit.png")]
-        label_path = (root / "gtFine" / split / image_path.parent.name /
-                      f"{stem}_gtFine_labelIds.png")
-        items.append((stem, str(image_path), str(label_path)))
+    for image_path in fileio.glob(fileio.join(fileio.glob_escape(image_dir), "*",
+                                              "*_leftImg8bit.png")):
+        stem = fileio.basename(image_path)[: -len("_leftImg8bit.png")]
+        city = fileio.basename(fileio.dirname(image_path))
+        label_path = fileio.join(root, "gtFine", split, city, f"{stem}_gtFine_labelIds.png")
+        items.append((stem, image_path, label_path))
     return items
 
 
@@ -65,9 +67,10 @@ def load_example(example_item):
 def convert(root, output_dir, splits=DEFAULT_SPLITS, num_shards=DEFAULT_NUM_SHARDS,
             **write_options):
     """Converts Cityscapes `splits` (train, val; test has no public labels) of `root`."""
-    root = Path(root)
+    root = os.fspath(root)
     items = {split: list_split(root, split) for split in splits}
+    write_options["num_workers"] = inputs.num_workers(write_options.get("num_workers", 1), root)
     return writer.write_dataset(
         output_dir, items, load_example, CITYSCAPES, num_shards=num_shards,
-        converter={"name": "cityscapes", "args": {"root": str(root), "splits": list(splits)}},
+        converter={"name": "cityscapes", "args": {"root": root, "splits": list(splits)}},
         **write_options)

@@ -17,11 +17,12 @@ joined by "+" make one split, e.g. the paper's trainval_minus_minival 2014 set:
   --splits trainval_minus_minival
   --annotations ANN/instances_train2014.json+ANN/instances_valminusminival2014.json
 """
+import os
 import re
-from pathlib import Path
 
 import numpy as np
 
+from deeplab_tf import fileio
 from deeplab_tf.data import writer
 from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import VOC
@@ -41,12 +42,42 @@ COCO_TO_VOC = {
 }
 
 
-def _image_path(root, split, file_name):
-    candidates = [root / split / file_name, root / file_name]
+class _Folders:
+    """Names in each folder, listed once: one request per folder on a bucket instead of
+    one per image and candidate folder."""
+
+    def __init__(self):
+        self.names = {}
+
+    def has(self, folder, name):
+        if folder not in self.names:
+            self.names[folder] = set(fileio.listdir(folder)) if fileio.isdir(folder) else set()
+        return name in self.names[folder]
+
+
+def _image_path(root, split, file_name, folders):
+    candidates = [fileio.join(root, split), root]
     match = re.match(r"COCO_([a-z]+\d+)_", file_name)
     if match:
-        candidates.append(root / match.group(1) / file_name)
-    return str(next((c for c in candidates if c.is_file()), candidates[0]))
+        candidates.append(fileio.join(root, match.group(1)))
+    folder = next((c for c in candidates if folders.has(c, file_name)), candidates[0])
+    return fileio.join(folder, file_name)
+
+
+def _read_coco(path):
+    """pycocotools' COCO index of an annotation file read through fileio (COCO(path) would
+    open only local files)."""
+    from pycocotools.coco import COCO  # optional dependency: only this converter needs it
+    if not fileio.isfile(path):
+        raise writer.DatasetError("COCO annotation file not found", path, "missing_file")
+    try:
+        dataset = fileio.read_json(path)
+    except ValueError as e:
+        raise writer.DatasetError(f"not JSON ({e})", path, "bad_annotation") from None
+    coco = COCO()
+    coco.dataset = dataset
+    coco.createIndex()
+    return coco
 
 
 def _check_categories(coco, path):
@@ -59,12 +90,9 @@ def _check_categories(coco, path):
 
 def list_split(root, split, annotation_files):
     """Items (file name, image path, height, width, annotations, JSON path) of kept images."""
-    from pycocotools.coco import COCO  # optional dependency: only this converter needs it
-    items, seen, total = [], set(), 0
+    items, seen, total, folders = [], set(), 0, _Folders()
     for path in annotation_files:
-        if not Path(path).is_file():
-            raise writer.DatasetError("COCO annotation file not found", path, "missing_file")
-        coco = COCO(str(path))
+        coco = _read_coco(path)
         _check_categories(coco, path)
         for image_id in sorted(coco.imgs):
             info = coco.imgs[image_id]
@@ -80,8 +108,8 @@ def list_split(root, split, annotation_files):
             anns = [{"segmentation": a["segmentation"], "category_id": a["category_id"],
                      "iscrowd": a.get("iscrowd", 0), "area": a["area"], "image_id": 0}
                     for a in anns]
-            items.append((info["file_name"], _image_path(root, split, info["file_name"]),
-                          int(info["height"]), int(info["width"]), anns, str(path)))
+            items.append((info["file_name"], _image_path(root, split, info["file_name"], folders),
+                          int(info["height"]), int(info["width"]), anns, os.fspath(path)))
     return items, {"coco_images": total, "dropped_no_voc_region_over_1000px": total - len(items)}
 
 
@@ -108,24 +136,25 @@ def load_example(example_item):
     except Exception as e:  # pycocotools raises on malformed polygons or RLE
         raise writer.DatasetError(f"bad segmentation of image {file_name} ({e!r})",
                                   annotation_file, "bad_annotation") from None
-    return writer.Example(Path(file_name).stem, data, fmt, image_height, image_width, label,
+    return writer.Example(fileio.stem(file_name), data, fmt, image_height, image_width, label,
                           image_path, f"{annotation_file} (image {file_name})")
 
 
 def convert(root, output_dir, splits=DEFAULT_SPLITS, annotations=None,
             num_shards=DEFAULT_NUM_SHARDS, **write_options):
     """Converts COCO `splits` of `root`; `annotations`: one JSON path (or "a+b") per split."""
-    root = Path(root)
+    root = os.fspath(root)
     if annotations is None:
-        annotations = [str(root / "annotations" / f"instances_{s}.json") for s in splits]
+        annotations = [fileio.join(root, "annotations", f"instances_{s}.json") for s in splits]
     if len(annotations) != len(splits):
         raise writer.DatasetError(f"{len(annotations)} annotation files for {len(splits)} splits "
                                   f"{list(splits)}; give one per split", reason="bad_arguments")
     items, notes = {}, {}
     for split, files in zip(splits, annotations):
         items[split], notes[split] = list_split(root, split, files.split("+"))
+    write_options["num_workers"] = inputs.num_workers(write_options.get("num_workers", 1), root)
     return writer.write_dataset(
         output_dir, items, load_example, VOC, num_shards=num_shards, split_notes=notes,
-        converter={"name": "coco_voc", "args": {"root": str(root), "splits": list(splits),
+        converter={"name": "coco_voc", "args": {"root": root, "splits": list(splits),
                                                 "annotations": list(annotations)}},
         **write_options)

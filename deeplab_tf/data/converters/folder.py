@@ -14,10 +14,11 @@ In colour masks, pixels of the ignore colour (white by default, as in
 classes.txt is an error naming the file and the colour.
 """
 import hashlib
-from pathlib import Path
+import os
 
 import numpy as np
 
+from deeplab_tf import fileio
 from deeplab_tf.data import writer
 from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import DatasetMetadata
@@ -32,8 +33,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 def read_classes(path, name):
     """DatasetMetadata from classes.txt; colours only if every line gives one."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        lines = inputs.read_text(path).splitlines()
+    except writer.DatasetError as e:
+        if e.reason != "missing_file":
+            raise
         raise writer.DatasetError("class list not found: expected one class per line, `name` "
                                   "or `name R G B`", path, "missing_file") from None
     names, colors = [], []
@@ -95,9 +98,11 @@ def load_example(example_item):
 
 
 def _stems(directory, suffixes):
-    if not directory.is_dir():
+    """Stem -> path of the files in `directory` with one of `suffixes` (one listing)."""
+    if not fileio.isdir(directory):
         raise writer.DatasetError("directory not found", directory, "missing_file")
-    return {p.stem: p for p in sorted(directory.iterdir()) if p.suffix.lower() in suffixes}
+    return {os.path.splitext(n)[0]: fileio.join(directory, n) for n in fileio.listdir(directory)
+            if os.path.splitext(n)[1].lower() in suffixes}
 
 
 def _hash_fraction(stem):
@@ -106,12 +111,14 @@ def _hash_fraction(stem):
 
 def split_stems(root, splits, stems, val_fraction):
     """Stems per split: splits/SPLIT.txt if splits/ exists, else a stable hash split."""
-    if (root / "splits").is_dir():
-        return {s: inputs.read_split_list(root / "splits" / f"{s}.txt") for s in splits}
+    if fileio.isdir(fileio.join(root, "splits")):
+        return {s: inputs.read_split_list(fileio.join(root, "splits", f"{s}.txt"))
+                for s in splits}
     unknown = set(splits) - {"train", "val"}
     if unknown:
         raise writer.DatasetError(f"no splits/ directory, so only train and val exist, not "
-                                  f"{sorted(unknown)}", root / "splits", "missing_file")
+                                  f"{sorted(unknown)}", fileio.join(root, "splits"),
+                                  "missing_file")
     val = {s for s in stems if _hash_fraction(s) < val_fraction}
     chosen = {"train": sorted(set(stems) - val), "val": sorted(val)}
     return {s: chosen[s] for s in splits}
@@ -121,15 +128,16 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
             ignore_color=IGNORE_COLOR, name=None, num_shards=DEFAULT_NUM_SHARDS,
             **write_options):
     """Converts a folder dataset; `name` (default: the folder's name) goes in the metadata."""
-    root = Path(root)
+    root = os.fspath(root)
     if len(ignore_color) != 3 or not all(0 <= int(v) < 256 for v in ignore_color):
         raise ValueError(f"ignore_color {ignore_color} is not an (R, G, B) triple in 0..255")
-    metadata = read_classes(root / "classes.txt", name or root.resolve().name)
+    classes = fileio.join(root, "classes.txt")
+    metadata = read_classes(classes, name or fileio.basename(fileio.absolute(root)))
     if metadata.colors and tuple(ignore_color) in metadata.colors:
         raise writer.DatasetError(f"ignore colour {tuple(ignore_color)} is also a class colour",
-                                  root / "classes.txt", "bad_classes")
-    images = _stems(root / "images", IMAGE_SUFFIXES)
-    masks = _stems(root / "masks", (".png",))
+                                  classes, "bad_classes")
+    images = _stems(fileio.join(root, "images"), IMAGE_SUFFIXES)
+    masks = _stems(fileio.join(root, "masks"), (".png",))
     stems = sorted(set(images) | set(masks))
     if not stems:
         raise writer.DatasetError("no images in images/ (.jpg, .jpeg, .png) nor masks in masks/",
@@ -138,12 +146,13 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
     for split, names in split_stems(root, splits, stems, val_fraction).items():
         # A stem without an image or mask keeps a path that does not exist: the worker's read
         # fails with "file not found" naming it, or --skip_invalid counts it.
-        items[split] = [(s, str(images.get(s, root / "images" / f"{s}.jpg")),
-                         str(masks.get(s, root / "masks" / f"{s}.png")), metadata.colors,
+        items[split] = [(s, images.get(s, fileio.join(root, "images", f"{s}.jpg")),
+                         masks.get(s, fileio.join(root, "masks", f"{s}.png")), metadata.colors,
                          tuple(ignore_color), metadata.ignore_label) for s in names]
+    write_options["num_workers"] = inputs.num_workers(write_options.get("num_workers", 1), root)
     return writer.write_dataset(
         output_dir, items, load_example, metadata, num_shards=num_shards,
-        converter={"name": "folder", "args": {"root": str(root), "splits": list(splits),
+        converter={"name": "folder", "args": {"root": root, "splits": list(splits),
                                               "val_fraction": val_fraction,
                                               "ignore_color": list(ignore_color)}},
         **write_options)

@@ -2,13 +2,20 @@
 
 Images are decoded fully with Pillow, so a truncated file fails at conversion, not in the
 middle of training; their bytes are returned unchanged, to be stored as they are.
+
+Files are read with `fileio.read_bytes`: local ones with Python's own files, so the
+writer's worker processes stay TensorFlow-free; remote ones (gs://) through tf.io.gfile,
+which imports TensorFlow in each worker once (seconds, against many reads that each wait
+on the network; reading them all in the parent would make one process wait on every one).
+ram:// exists only in the process that wrote it: workers cannot read it (`num_workers`).
 """
 import io
-from pathlib import Path
+import logging
 
 import numpy as np
 from PIL import Image
 
+from deeplab_tf import fileio
 from deeplab_tf.data.manifest import DatasetError
 
 # Modes TF's decode_jpeg/decode_png turn into RGB unchanged; CMYK JPEG or 16-bit PNG would
@@ -16,13 +23,42 @@ from deeplab_tf.data.manifest import DatasetError
 _DECODABLE_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "P", "RGB", "RGBA"}}
 
 
+def _not_found(error):
+    # tf.errors.NotFoundError for a remote path, without importing TensorFlow here
+    return isinstance(error, FileNotFoundError) or type(error).__name__ == "NotFoundError"
+
+
 def read_bytes(path):
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DatasetError("file not found", path, "missing_file") from None
-    except OSError as e:
-        raise DatasetError(f"unreadable ({e})", path, "unreadable_file") from None
+        return fileio.read_bytes(path)
+    except Exception as e:  # OSError locally, tf.errors.OpError remotely
+        if _not_found(e):
+            raise DatasetError("file not found", path, "missing_file") from None
+        if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow"):
+            message = getattr(e, "message", None) or e
+            raise DatasetError(f"unreadable ({message})", path, "unreadable_file") from None
+        raise
+
+
+def read_text(path, what="file"):
+    """A UTF-8 text file; DatasetError "`what` not found" when it is missing."""
+    try:
+        return read_bytes(path).decode("utf-8")
+    except DatasetError as e:
+        if e.reason == "missing_file":
+            raise DatasetError(f"{what} not found", path, "missing_file") from None
+        raise
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"not UTF-8 text ({e})", path, "unreadable_file") from None
+
+
+def num_workers(requested, *roots):
+    """`requested`, or 1 when an input is on ram://: TF's in-memory filesystem lives in
+    this process, so worker processes would find no file there."""
+    if requested > 1 and any(str(r).startswith("ram://") for r in roots if r is not None):
+        logging.getLogger(__name__).info("inputs on ram://: read in this process")
+        return 1
+    return requested
 
 
 def open_image(path, data=None):
@@ -57,10 +93,7 @@ def read_label_png(path):
 
 def read_split_list(path):
     """Example names of a split file, one per line (blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError("split file not found", path, "missing_file") from None
+    text = read_text(path, "split file")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise DatasetError("split file lists no examples", path, "no_examples")

@@ -2,12 +2,12 @@
 method"; Fig. 7): images containing a hard class are duplicated in the training set.
 
 The paper duplicates images with bicycle, chair, table, potted-plant or sofa. Which images
-those are comes from one pass over the labels (`scan_records`), cached in a small `.npz`
-keyed by the record files' names, sizes and modification times; `repeat_factors` turns
-it into a per-example count that the pipeline repeats each epoch, exactly.
+those are comes from one pass over the labels (`scan_records`), cached as a small JSON file
+beside the records (data/scan_cache.py: once per dataset, for every worker and restart);
+`repeat_factors` turns it into a per-example count that the pipeline repeats each epoch,
+exactly.
 """
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -29,27 +29,39 @@ def class_ids(metadata, names):
     return tuple(metadata.class_names.index(n) for n in names)
 
 
-def _files_key(files):
-    stats = [(f, os.path.getsize(f), int(os.path.getmtime(f))) for f in files]
-    return json.dumps(stats)
+def _dump(key, result):
+    """JSON: per example its filename and the label values it contains (a few each)."""
+    return json.dumps({
+        "key": key, "filenames": result["filenames"].tolist(),
+        "present": [np.flatnonzero(row).tolist() for row in result["presence"]],
+        "counts": result["counts"].tolist()}).encode()
 
 
-def scan_records(files, cache_path=None):
+def _load(data):
+    d = json.loads(data)
+    presence = np.zeros((len(d["present"]), 256), bool)
+    for i, values in enumerate(d["present"]):
+        presence[i, values] = True
+    return d["key"], {"filenames": np.array(d["filenames"], dtype=str), "presence": presence,
+                      "counts": np.array(d["counts"], np.int64)}
+
+
+def scan_records(files, cache=None):
     """One pass over the records: per example (in file order) its filename and which
     label values it contains.
 
     Args:
       files: record files, in the order the pipeline reads them (sorted).
-      cache_path: optional `.npz`; reused if it describes the same files, else rewritten.
+      cache: a scan_cache.Cache, or folder(s) for one; None: scanned at every call.
     Returns:
       {"filenames": [N] str array, "presence": bool [N, 256] (label value present),
        "counts": [num_files] records per file}.
     """
-    key = _files_key(files)
-    if cache_path and os.path.exists(cache_path):
-        with np.load(cache_path, allow_pickle=False) as cached:
-            if str(cached["key"]) == key:
-                return {k: cached[k] for k in ("filenames", "presence", "counts")}
+    from deeplab_tf.data import scan_cache
+    files = list(files)
+    cache = scan_cache.cache_or_none(cache)
+    if cache is not None:
+        return cache.get("labels", files, lambda: scan_records(files), _dump, _load)
 
     def present(serialized):
         features = tfrecord.parse_example(serialized)
@@ -71,10 +83,6 @@ def scan_records(files, cache_path=None):
               "presence": (np.concatenate(presence) if presence
                            else np.zeros((0, 256), bool)),
               "counts": np.array(counts, np.int64)}
-    if cache_path:
-        tmp = f"{cache_path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, key=np.array(key), **result)
-        os.replace(tmp, cache_path)
     return result
 
 

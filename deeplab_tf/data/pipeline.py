@@ -6,13 +6,20 @@ in the sorted record files. An epoch's order (a per-epoch permutation of the fil
 random starting record in each, interleaved, then a shuffle within blocks of
 `shuffle_buffer` records) and every augmentation (keyed by seed, epoch, example index and
 repeat copy) come from stateless random ops, never from TF's global seed. So the stream
-is a pure function of (seed, files, input pipeline), and `start_step=k` yields exactly the
-batches an uninterrupted run yields from step k on (whole epochs are skipped without
-being read).
+is a pure function of (seed, files, input pipeline id, number of input pipelines), and
+`start_step=k` yields exactly the batches an uninterrupted run yields from step k on
+(whole epochs are skipped without being read), on each input pipeline (worker) alike.
+
+Sharding over input pipelines (one per worker of a multi-worker job): with at least as many
+files as pipelines, pipeline i reads only files i, i+n, i+2n... (file-level sharding: no
+worker reads another's data); its epochs are epochs of its own files, whose examples keep
+their global indices (augmentation keys). With fewer files each pipeline reads every file
+and keeps the examples whose index % n is its id (data-level sharding, logged once: it
+reads n times the data). Either way the split depends on n: resume with the same number of
+workers for the exact stream.
 
 Bootstrapping (Sec. 4.1) repeats the images that contain hard classes `bootstrap_factor`
-times per epoch (`deeplab_tf.data.bootstrap`). Each input pipeline reads every file and
-keeps its own examples (index % num_input_pipelines).
+times per epoch (`deeplab_tf.data.bootstrap`).
 
 Speed: only the source window of a crop is decoded (JPEG) and resized (`augment`). TF's
 default CPU allocator page-faults every fresh crop and batch buffer in;
@@ -26,19 +33,23 @@ host only feeds accelerators.
         lambda ctx: build_dataset("train-*.tfrecord", global_batch_size=16,
                                   input_context=ctx, start_step=step))
 """
+import logging
+
 import numpy as np
 import tensorflow as tf
 
+from deeplab_tf import fileio
 from deeplab_tf.data import augment, bootstrap, record_scan, tfrecord
 
 _MAX_EPOCHS = 2 ** 62
 _MAX_OPEN_FILES = 16
+_warned = set()   # (files, pipelines) told about data-level sharding in this process
 
 
 def list_files(pattern):
     """Sorted record files of a glob pattern, a comma-separated list or a list of them."""
     patterns = pattern.split(",") if isinstance(pattern, str) else list(pattern)
-    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p.strip())})
+    files = sorted({f for p in patterns for f in fileio.glob(p.strip())})
     if not files:
         raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
     return files
@@ -97,15 +108,35 @@ def _shard(input_context):
     return input_context.num_input_pipelines, input_context.input_pipeline_id, per_pipeline
 
 
-def _epoch_stream(records, seed, epoch, num_shards, shard_id, repeats, block):
+def _split(files, num_shards, shard_id):
+    """(indices of the files this pipeline reads, whether it keeps only every
+    num_shards-th record of them): module docstring, "Sharding"."""
+    if num_shards == 1:
+        return list(range(len(files))), False
+    if len(files) >= num_shards:
+        return list(range(shard_id, len(files), num_shards)), False
+    if (tuple(files), num_shards) not in _warned:
+        _warned.add((tuple(files), num_shards))
+        logging.getLogger("deeplab_tf.data").warning(
+            "%d record file(s) for %d input pipelines (workers): each reads all of them and "
+            "keeps every %d-th record (data-level sharding, %dx the reading); write at least "
+            "%d shards (e.g. deeplab-build-data --num_shards=%d) so that each worker reads "
+            "only its own files", len(files), num_shards, num_shards, num_shards, num_shards,
+            num_shards)
+    return list(range(len(files))), True
+
+
+def _epoch_stream(records, seed, epoch, mine, num_shards, shard_id, repeats, block):
     """(index, copy, record) of one epoch of this input pipeline, in shuffled order;
-    `records` is the record_scan.Scan of the files (bad records are left out)."""
-    files, counts = records.files, records.counts
+    `records` is the record_scan.Scan of all files (bad records are left out), `mine`
+    `_split`'s result."""
+    file_ids, by_record = mine
     key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch)
     k_files, k_start, k_blocks = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-    counts_t = tf.constant(counts, tf.int64)
-    order = tf.argsort(tf.random.stateless_uniform([len(files)], k_files))
-    starts = tf.cast(tf.random.stateless_uniform([len(files)], k_start) *
+    counts_t = tf.constant(records.counts, tf.int64)
+    order = tf.gather(tf.constant(file_ids, tf.int64),
+                      tf.argsort(tf.random.stateless_uniform([len(file_ids)], k_files)))
+    starts = tf.cast(tf.random.stateless_uniform([len(records.files)], k_start) *
                      tf.cast(counts_t, tf.float32), tf.int64)
     read = record_scan.read_fn(records)
 
@@ -114,12 +145,12 @@ def _epoch_stream(records, seed, epoch, num_shards, shard_id, repeats, block):
         return shard.skip(starts[i]).concatenate(shard.take(starts[i]))
 
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-        read_file, cycle_length=min(len(files), _MAX_OPEN_FILES), block_length=1)
+        read_file, cycle_length=min(len(file_ids), _MAX_OPEN_FILES), block_length=1)
     valid = records.valid()
     if not valid.all():
         valid_t = tf.constant(valid)
         ds = ds.filter(lambda g, record: tf.gather(valid_t, g))
-    if num_shards > 1:
+    if by_record:
         ds = ds.filter(lambda g, record: g % num_shards == shard_id)
     if repeats is None:
         ds = ds.map(lambda g, record: (g, tf.constant(0, tf.int64), record))
@@ -141,7 +172,7 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
                   pad_value=augment.MEAN_RGB, ignore_label=augment.IGNORE_LABEL, seed=0,
                   start_step=0, shuffle_buffer=1000, num_epochs=None,
                   bootstrap_class_ids=(), bootstrap_factor=bootstrap.DEFAULT_FACTOR,
-                  bootstrap_cache=None, input_context=None, with_metadata=False,
+                  cache=None, input_context=None, with_metadata=False,
                   num_parallel_calls=tf.data.AUTOTUNE, skip_corrupt_records=False,
                   records=None):
     """The input pipeline of one input pipeline (host) in train or eval mode.
@@ -163,9 +194,11 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
       num_epochs: None repeats forever (train); eval mode reads once.
       bootstrap_class_ids: hard classes (e.g. `bootstrap.class_ids(VOC,
         bootstrap.VOC_HARD_CLASSES)`); images containing any repeat `bootstrap_factor`
-        times per epoch. `bootstrap_cache`: `.npz` path for the label scan.
-      input_context: a tf.distribute.InputContext: examples are split over input
-        pipelines by index (index % num_input_pipelines == input_pipeline_id).
+        times per epoch.
+      cache: folder(s) where the record and label scans are kept once made
+        (data/scan_cache.py); None: made at every call.
+      input_context: a tf.distribute.InputContext: files (or, with fewer files than
+        pipelines, examples) are split over input pipelines (module docstring).
       with_metadata: train mode also yields "filename", "index", "epoch", "copy".
       skip_corrupt_records: train without records that fail their CRC or do not decode
         (found by one decoding pass, `record_scan`); otherwise a corrupt record is a
@@ -182,13 +215,13 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
     num_shards, shard_id, per_pipeline = _shard(input_context)
     batch = (input_context.get_per_replica_batch_size(global_batch_size)
              if input_context is not None else int(global_batch_size))
+    mine = _split(files, num_shards, shard_id)
     if mode == "eval":
-        return _eval_dataset(files, batch, num_shards, shard_id, pad_value, ignore_label,
-                             num_parallel_calls)
+        return _eval_dataset(files, batch, mine, num_shards, shard_id, pad_value,
+                             ignore_label, num_parallel_calls)
 
     if records is None:
-        records = (record_scan.scan(files, decode=True) if skip_corrupt_records else
-                   record_scan.Scan(files, record_scan.require_intact(files), [], {}))
+        records = record_scan.scan(files, decode=skip_corrupt_records, cache=cache)
     if records.bad and not skip_corrupt_records:
         raise record_scan.CorruptRecordError(records.bad)
     repeats = None
@@ -196,12 +229,15 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
         if records.bad:
             raise record_scan.CorruptRecordError(
                 records.bad, "bootstrapping reads every label: rebuild the shards")
-        scan = bootstrap.scan_records(files, bootstrap_cache)
+        scan = bootstrap.scan_records(files, cache)
         repeats = bootstrap.repeat_factors(scan["presence"], bootstrap_class_ids,
                                            bootstrap_factor)
     total = sum(records.counts)
-    mine = (np.arange(total) % num_shards == shard_id) & records.valid()
-    epoch_length = int((repeats if repeats is not None else np.ones(total, np.int64))[mine].sum())
+    file_of = np.repeat(np.arange(len(files)), records.counts)
+    kept = np.isin(file_of, mine[0]) & records.valid()
+    if mine[1]:
+        kept &= np.arange(total) % num_shards == shard_id
+    epoch_length = int((repeats if repeats is not None else np.ones(total, np.int64))[kept].sum())
     if epoch_length < batch:
         raise ValueError(f"input pipeline {shard_id} has {epoch_length} examples per epoch, "
                          f"fewer than one batch of {batch}")
@@ -210,7 +246,7 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
     last_epoch = _MAX_EPOCHS if num_epochs is None else int(num_epochs)
 
     def epoch_stream(epoch):
-        ds = _epoch_stream(records, seed, epoch, num_shards, shard_id, repeats,
+        ds = _epoch_stream(records, seed, epoch, mine, num_shards, shard_id, repeats,
                            int(shuffle_buffer))
         ds = ds.map(lambda g, k, record: (epoch, g, k, record))
         return ds.skip(tf.where(epoch == first_epoch, np.int64(skip_in_first), np.int64(0)))
@@ -233,11 +269,12 @@ def build_dataset(file_pattern, *, mode="train", global_batch_size=16, crop_size
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _eval_dataset(files, batch, num_shards, shard_id, pad_value, ignore_label,
+def _eval_dataset(files, batch, mine, num_shards, shard_id, pad_value, ignore_label,
                   num_parallel_calls):
     """Whole images in file order; no crop, no augmentation (Sec. 4.1 evaluates whole)."""
-    ds = tf.data.TFRecordDataset(files)
-    if num_shards > 1:
+    file_ids, by_record = mine
+    ds = tf.data.TFRecordDataset([files[i] for i in file_ids])
+    if by_record:
         ds = ds.shard(num_shards, shard_id)
 
     def load(record):

@@ -14,15 +14,17 @@ and cannot go past it. `scan` reads every shard once (what counting the records 
     keys are bad too.
 Bad records keep their index: the records after them keep theirs, so the pipeline's
 example identities (and resumption) do not shift. Nothing is ever written to the shards.
+With a `cache` (data/scan_cache.py), a scan is made once per set of shards and reused.
 """
 import dataclasses
-import os
+import json
 from typing import List
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.lib.io import tf_record
 
+from deeplab_tf import fileio
 from deeplab_tf.data import tfrecord
 from deeplab_tf.errors import short_message
 
@@ -84,9 +86,9 @@ def _count(path):
 def walk_shard(path):
     """(count, bad, spans) of a damaged shard: every frame checked by TF's reader."""
     reader = tf_record.tf_record_random_reader(path)
-    size = os.path.getsize(path)
+    size = fileio.size(path)
     offset, index, bad, spans = 0, 0, [], []
-    with open(path, "rb") as f:
+    with fileio.open(path, "rb") as f:
         while offset < size:
             try:
                 record, end = reader.read(offset)
@@ -124,8 +126,15 @@ def _reads(reader, offset):
         return False
 
 
-def scan(files, decode=False):
-    """The Scan of `files` (module docstring); nothing raised for bad records."""
+def scan(files, decode=False, cache=None):
+    """The Scan of `files` (module docstring); nothing raised for bad records. `cache`: a
+    scan_cache.Cache, or folder(s) for one."""
+    from deeplab_tf.data import scan_cache
+    cache = scan_cache.cache_or_none(cache)
+    files = list(files)
+    if cache is not None:
+        return cache.get("decoded" if decode else "framing", files,
+                         lambda: scan(files, decode), _dump, lambda data: _load(data, files))
     counts, bad, spans = [], [], {}
     for path in files:
         n, error = _count(path)
@@ -140,19 +149,33 @@ def scan(files, decode=False):
     return result
 
 
-def require_intact(files):
-    """Counts of `files`; CorruptRecordError naming the first bad record of each damaged
-    shard (one read pass, as counting)."""
-    counts, bad = [], []
-    for path in files:
-        n, error = _count(path)
-        if error is not None:
-            _, shard_bad, _ = walk_shard(path)
-            bad += shard_bad
-        counts.append(n)
-    if bad:
-        raise CorruptRecordError(bad)
-    return counts
+def require_intact(files, cache=None):
+    """Counts of `files`; CorruptRecordError naming every bad record of the damaged shards
+    (one read pass, as counting; `cache` as in `scan`)."""
+    result = scan(files, cache=cache)
+    if result.bad:
+        raise CorruptRecordError(result.bad)
+    return result.counts
+
+
+def _dump(key, result):
+    """JSON of a Scan; files by position, so a cached scan serves the same shards under
+    another spelling of their paths."""
+    where = {f: i for i, f in enumerate(result.files)}
+    return json.dumps({
+        "key": key, "counts": [int(n) for n in result.counts],
+        "bad": [[where[b.file], b.index, b.offset, b.reason] for b in result.bad],
+        "spans": {str(where[f]): [[int(x) for x in s] for s in spans]
+                  for f, spans in result.spans.items()}}).encode()
+
+
+def _load(data, files):
+    d = json.loads(data)
+    if len(d["counts"]) != len(files):
+        raise ValueError("a scan of other files")
+    bad = [BadRecord(files[i], index, offset, reason) for i, index, offset, reason in d["bad"]]
+    spans = {files[int(i)]: [tuple(s) for s in rows] for i, rows in d["spans"].items()}
+    return d["key"], Scan(list(files), d["counts"], bad, spans)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -133,9 +133,9 @@ def test_bootstrapping_repeats_exactly_the_hard_images(synth, tmp_path):
     expected = {name: 3 if np.isin(label, hard).any() else 1 for name, _, label in examples}
     assert 3 < sum(v == 3 for v in expected.values()) < 27  # a meaningful mix
     length = sum(expected.values())
-    cache = str(tmp_path / "scan.npz")
+    cache = str(tmp_path / "cache")
     batches = _batches(pattern, length // 5 + 2, with_metadata=True, bootstrap_class_ids=hard,
-                       bootstrap_factor=3, bootstrap_cache=cache)
+                       bootstrap_factor=3, cache=cache)
     epoch = np.concatenate([b["epoch"] for b in batches])
     names = np.concatenate([b["filename"] for b in batches])[epoch == 0]
     copies = np.concatenate([b["copy"] for b in batches])[epoch == 0]
@@ -148,10 +148,13 @@ def test_bootstrapping_repeats_exactly_the_hard_images(synth, tmp_path):
             assert sorted(copies[mine]) == [0, 1, 2]
             a, b = images[mine][:2]
             assert not np.array_equal(a, b)  # each copy augmented on its own
-    # The scan is cached, and a cache for other files is not reused.
+    # The scan is cached (equal to a fresh one), and a cache for other files is not reused.
     files = pipeline.list_files(pattern)
-    scan = bootstrap.scan_records(files, cache)
+    scan, fresh = bootstrap.scan_records(files, cache), bootstrap.scan_records(files)
+    assert len(list((tmp_path / "cache").rglob("labels-*"))) == 1
     assert scan["counts"].tolist() == [10, 10, 10]
+    for key in fresh:
+        np.testing.assert_array_equal(scan[key], fresh[key])
     other = bootstrap.scan_records(files[:1], cache)
     assert other["counts"].tolist() == [10] and len(other["filenames"]) == 10
     assert bootstrap.class_ids(synthetic.SYNTHETIC_METADATA, ["dotted_triangle"]) == (3,)
@@ -159,25 +162,68 @@ def test_bootstrapping_repeats_exactly_the_hard_images(synth, tmp_path):
         bootstrap.class_ids(synthetic.SYNTHETIC_METADATA, ["sofa"])
 
 
-def test_sharding_over_input_pipelines(synth):
-    pattern, _ = synth
-    seen = []
+def _context(pid):
+    return tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
+                                      num_replicas_in_sync=4)
+
+
+def _first_epoch(batches):
+    epoch = np.concatenate([b["epoch"] for b in batches])
+    return np.concatenate([b["index"] for b in batches])[epoch == 0]
+
+
+def test_each_worker_reads_its_own_files_and_resumes_exactly(synth, tmp_path):
+    """2 input pipelines on 4 shards: disjoint sets of whole shards whose union is every
+    file; a pipeline never opens the other's files; its resumed stream is exact."""
+    _, examples = synth
+    sizes = [8, 8, 8, 6]
+    bounds = np.cumsum([0] + sizes)
+    paths = [tmp_path / f"train-{f:05d}-of-00004.tfrecord" for f in range(4)]
+    for f, path in enumerate(paths):
+        _write(path, examples[bounds[f]:bounds[f + 1]])
+    pattern = str(tmp_path / "train-*.tfrecord")
+    shards = {pid: [f for f in range(4) if f % 2 == pid] for pid in range(2)}
+    datasets, seen = {}, {}
+    for pid in range(2):   # a global step takes 2 batches of each pipeline (2 replicas)
+        datasets[pid] = [pipeline.build_dataset(
+            pattern, crop_size=CROP, global_batch_size=8, input_context=_context(pid),
+            with_metadata=True, start_step=start).take(12 - 2 * start) for start in (0, 5)]
+    for path in paths:   # from now on each pipeline has only its own shards to read
+        path.rename(path.with_suffix(".away"))
     for pid in range(2):
-        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
-                                         num_replicas_in_sync=4)
-        batches = _batches(pattern, 9, global_batch_size=8, input_context=ctx,
-                           with_metadata=True)
+        for f in shards[pid]:
+            paths[f].with_suffix(".away").rename(paths[f])
+        batches, resumed = (list(d.as_numpy_iterator()) for d in datasets[pid])
         assert batches[0]["image"].shape[0] == 2  # per-replica batch
-        index = np.concatenate([b["index"] for b in batches])[:15]  # one epoch: 15 each
-        assert sorted(index % 2) == [pid] * 15 and len(set(index)) == 15
-        seen.append(set(index))
-        # Resume: a global step consumes 2 replicas x 2 images of this pipeline.
-        resumed = _batches(pattern, 3, global_batch_size=8, input_context=ctx,
-                           with_metadata=True, start_step=3)
-        for x, y in zip(batches[6:], resumed):
+        index = _first_epoch(batches)
+        expected = {g for f in shards[pid] for g in range(bounds[f], bounds[f + 1])}
+        assert sorted(index) == sorted(expected)   # each of its examples once per epoch
+        seen[pid] = set(index)
+        assert len(resumed) == 2
+        for x, y in zip(batches[10:], resumed):
             np.testing.assert_array_equal(x["index"], y["index"])
             np.testing.assert_array_equal(x["image"], y["image"])
+        for f in shards[pid]:
+            paths[f].rename(paths[f].with_suffix(".away"))
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(30))
+
+
+def test_fewer_files_than_workers_splits_records_with_one_warning(synth, tmp_path, caplog):
+    _, examples = synth
+    _write(tmp_path / "one.tfrecord", examples[:12])
+    seen = {}
+    with caplog.at_level("WARNING", logger="deeplab_tf.data"):
+        for pid in range(2):
+            batches = _batches(str(tmp_path / "one.tfrecord"), 6, global_batch_size=8,
+                               input_context=_context(pid), with_metadata=True)
+            index = _first_epoch(batches)
+            assert sorted(index % 2) == [pid] * 6 and len(set(index)) == 6
+            seen[pid] = set(index)
+    assert seen[0] | seen[1] == set(range(12))
+    warnings = [r.getMessage() for r in caplog.records if "data-level" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "1 record file(s) for 2 input pipelines" in warnings[0]
+    assert "at least 2 shards" in warnings[0]
 
 
 def test_eval_mode_whole_images_padded_batches_and_shards(synth):
@@ -198,9 +244,12 @@ def test_eval_mode_whole_images_padded_batches_and_shards(synth):
             assert (b["label"][j, ..., 0][pad] == 255).all()
             np.testing.assert_allclose(b["image"][j][pad],
                                        np.broadcast_to(augment.MEAN_RGB, (pad.sum(), 3)))
-    ctx = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=1)
-    shard = pipeline.build_dataset(pattern, mode="eval", global_batch_size=1, input_context=ctx)
-    assert [b["filename"][0].decode() for b in shard.as_numpy_iterator()] == [f"ex{i:02d}" for i in range(1, 30, 3)]
+    for pipelines, expected in ((3, range(10, 20)), (4, range(1, 30, 4))):  # files, records
+        ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=1)
+        shard = pipeline.build_dataset(pattern, mode="eval", global_batch_size=1,
+                                       input_context=ctx)
+        names = [b["filename"][0].decode() for b in shard.as_numpy_iterator()]
+        assert names == [f"ex{i:02d}" for i in expected]
 
 
 def test_bad_arguments(synth, tmp_path):

@@ -4,22 +4,27 @@
     -> distributed dataset positioned at the restored step -> loop of `steps_per_loop` steps
        inside one tf.function -> progress, TensorBoard, checkpoints, preemption, NaN guard
 
-Exit status: a run stopped by SIGTERM or SIGINT saves a checkpoint and raises `Preempted`;
+Several workers (MultiWorkerMirroredStrategy): the chief restores the latest checkpoint and
+every other worker the same one; all train in step; only the chief writes config, summaries
+and results; saving is collective, so the others write their copy into a temporary folder,
+removed after each save.
+
+Exit status: a preemption notice (SIGTERM, SIGINT, a GCE maintenance or preemption event),
+agreed on by every worker (`preemption`), saves a checkpoint and raises `Preempted`;
 `deeplab-train` turns it into exit status 75 (EX_TEMPFAIL), so a job scheduler restarts the
 job instead of taking it for done; the restarted job resumes from that checkpoint.
 """
-import contextlib
 import dataclasses
 import logging
 import os
-import signal
+import re
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio
+from deeplab_tf import checkpointing, fileio, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -29,11 +34,11 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 class Preempted(Exception):
-    """Training stopped by a signal after saving a checkpoint (exit status 75)."""
+    """Training stopped by a preemption notice after saving a checkpoint (exit status 75)."""
 
-    def __init__(self, step, checkpoint):
-        super().__init__(f"stopped at step {step} by a signal; checkpoint saved: {checkpoint}")
-        self.step, self.checkpoint = step, checkpoint
+    def __init__(self, step, checkpoint, reason="a signal"):
+        super().__init__(f"stopped at step {step} ({reason}); checkpoint saved: {checkpoint}")
+        self.step, self.checkpoint, self.reason = step, checkpoint, reason
 
 
 class NonFiniteLossError(RuntimeError):
@@ -138,12 +143,13 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         that its first batch is the batch of global step `start_step`.
       strategy: a tf.distribute strategy (default: the default strategy).
       hooks: optional fault-injection points, each a callable: "after_loop" fn(step)
-        after each loop's steps; "before_save" fn(step), "mid_save" fn(step, path) (files
-        written, not yet the latest) and "after_save" fn(step, path) around each checkpoint
-        (`checkpointing`). A hook may raise or kill the process to simulate a crash there
-        (tests/reliability/ does).
+        after each loop's steps; "at_boundary" fn(step, watcher) next, before the workers
+        agree whether to stop (`preemption.hold_until_notice`); "before_save" fn(step),
+        "mid_save" fn(step, path) (files written, not yet the latest) and "after_save"
+        fn(step, path) around each checkpoint (`checkpointing`). A hook may raise or kill
+        the process to simulate a crash there (tests/reliability/ does).
     Raises:
-      Preempted: after SIGTERM/SIGINT, once a checkpoint is saved.
+      Preempted: after a preemption notice (`preemption`), once a checkpoint is saved.
       checkpointing.CheckpointWriteError: a checkpoint could not be written (disk full...).
       checkpointing.CheckpointRestoreError: checkpoints exist and none can be restored.
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
@@ -159,13 +165,16 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     model, optimizer, schedule = build_for_training(config, metadata, strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     ckpt_dir = model_dir_lib.checkpoint_dir(model_dir)
-    if not chief:  # other workers write their (identical) copy aside, as TF requires
-        ckpt_dir = fileio.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
-    manager = checkpointing.make_manager(checkpoint, ckpt_dir, t.keep_checkpoints,
+    temp_dir = None   # other workers write their (identical) copy aside, as TF requires
+    if not chief:
+        temp_dir = fileio.join(model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
+        fileio.rmtree(temp_dir)   # left by a killed run
+    manager = checkpointing.make_manager(checkpoint, temp_dir or ckpt_dir, t.keep_checkpoints,
                                          optimizer.iterations, set_aside=chief)
+    agreement = preemption.Agreement(strategy)
 
     # ------------------------------------------------ restore, or initialize
-    latest = checkpointing.restore_latest(checkpoint, manager, set_aside=chief)
+    latest = _restore(checkpoint, manager, ckpt_dir, chief, agreement)
     if latest:
         log.warning("resumed from %s at step %d", latest, int(optimizer.iterations.numpy()))
     elif t.init_checkpoint:
@@ -206,31 +215,15 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, ce, axis=None))
         return losses.stack()
 
-    # ------------------------------------------------ preemption
-    # Multi-worker and TPU jobs use TF's handler: it agrees on a step across workers and
-    # saves there. Elsewhere SIGTERM/SIGINT set a flag checked between loops.
-    handler = None
-    if isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
-                             tf.distribute.TPUStrategy)):
-        import sys
-        handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            strategy.cluster_resolver, manager,
-            termination_config=tf.distribute.experimental.TerminationConfig(
-                exit_fn=lambda: sys.exit(PREEMPTED_EXIT_CODE)))
-
     # ------------------------------------------------ the loop
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
+    # A preemption notice is read between loops; all workers agree on it, so all save
+    # the same step and stop there (`preemption`).
     writer = tf.summary.create_file_writer(fileio.join(model_dir, "train")) if chief \
         else tf.summary.create_noop_writer()
     progbar = keras.utils.Progbar(t.steps, stateful_metrics=["loss", "lr", "img/s"],
                                   verbose=1 if chief else 0)
-    step, loss, rate = start, float("nan"), 0.0
-    signals = _signals(on_signal) if handler is None else contextlib.nullcontext()
-    with signals, writer.as_default():
+    step, loss, rate, saved = start, float("nan"), 0.0, latest
+    with preemption.Watcher() as watcher, writer.as_default():
         while step < t.steps:
             n = min(t.steps_per_loop, t.steps - step,
                     t.checkpoint_every - step % t.checkpoint_every)
@@ -241,7 +234,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
                 bad = step + int(np.argmin(np.isfinite(losses))) + 1
                 raise NonFiniteLossError(
                     f"loss is {losses[~np.isfinite(losses)][0]} at step {bad}; training "
-                    f"stopped, last good checkpoint: {manager.latest_checkpoint or 'none'}")
+                    f"stopped, last good checkpoint: {saved or 'none'}")
             step += n
             loss = float(losses[-1])
             lr = float(schedule(step - 1))
@@ -251,15 +244,19 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             tf.summary.scalar("images_per_second", rate, step=step)
             if "after_loop" in hooks:
                 hooks["after_loop"](step)
-            if handler is not None:
-                handler.save_checkpoint_if_preempted()
-            if step % t.checkpoint_every == 0 or step == t.steps or stop["signal"]:
-                checkpointing.save(manager, step, hooks)
+            if "at_boundary" in hooks:
+                hooks["at_boundary"](step, watcher)
+            stop = agreement.any_true(watcher.reason is not None)
+            if step % t.checkpoint_every == 0 or step == t.steps or stop:
+                path = checkpointing.save(manager, step, hooks)
+                saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
+                if temp_dir:
+                    fileio.rmtree(temp_dir)
             if chief and t.summary_images_every and step % t.summary_images_every == 0:
                 _write_sample_images(model, dataset_fn, metadata, step)
-            if stop["signal"]:
-                raise Preempted(step, manager.latest_checkpoint)
-    result = TrainResult(step, loss, manager.latest_checkpoint, rate)
+            if stop:
+                raise Preempted(step, saved, watcher.reason or "a notice to another worker")
+    result = TrainResult(step, loss, saved, rate)
     if chief:
         fileio.write_json(fileio.join(model_dir, "train_result.json"),
                           dataclasses.asdict(result))
@@ -280,12 +277,31 @@ def _write_sample_images(model, dataset_fn, metadata, step, count=3):
                      max_outputs=count)
 
 
-@contextlib.contextmanager
-def _signals(handler):
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and stops at the next boundary."""
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+_NONE, _FAILED = -1, -2   # checkpoint numbers the chief sends for none and for an error
+
+
+def _restore(checkpoint, manager, ckpt_dir, chief, agreement):
+    """The chief restores the newest readable checkpoint (`checkpointing.restore_latest`
+    falls back past damaged ones and sets them aside); every other worker then restores
+    that same checkpoint from checkpoints/ (its own folder holds temporary copies only).
+    Returns the checkpoint's path, or None for a fresh start."""
+    if chief:
+        try:
+            latest = checkpointing.restore_latest(checkpoint, manager)
+            number = _NONE if latest is None else int(
+                re.fullmatch(r"ckpt-(\d+)", fileio.basename(latest))[1])
+        except Exception:
+            agreement.from_chief(_FAILED, chief)   # the others stop too, instead of waiting
+            raise
+        agreement.from_chief(number, chief)
+        return latest
+    number = agreement.from_chief(_NONE, chief)
+    if number == _FAILED:
+        raise checkpointing.CheckpointRestoreError(
+            f"the chief could not restore a checkpoint of {ckpt_dir}: its log says why")
+    if number == _NONE:
+        return None
+    latest = fileio.join(ckpt_dir, f"ckpt-{number}")
+    checkpointing.verify(latest)
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest

@@ -4,12 +4,14 @@
         --strategy=mirrored --params_override="train.steps=1000,train.base_lr=0.01"
 
 The run resumes from the latest checkpoint in --model_dir. Exit status: 0 done; 75 stopped
-by SIGTERM/SIGINT (or preemption) after saving a checkpoint, rerun the same command to
-resume; 1 on a non-finite loss (the last good checkpoint is kept), a checkpoint that cannot
-be written, corrupt records (named: shard and index; data.skip_corrupt_records=true
-trains without them and reports how many), or bad flags (before any work).
+by SIGTERM/SIGINT or a GCE maintenance/preemption event after saving a checkpoint (every
+worker at the same step), rerun the same command to resume; 1 on a non-finite loss (the
+last good checkpoint is kept), a checkpoint that cannot be written, corrupt records (named:
+shard and index; data.skip_corrupt_records=true trains without them and reports how
+many), or bad flags (before any work).
 """
 import logging
+import os
 import sys
 import time
 
@@ -74,8 +76,12 @@ def main(argv):
         sys.exit(1)
     except (OSError, ValueError) as e:
         raise app.UsageError(f"data.train_records={config.data.train_records!r}: {e}")
+    from deeplab_tf import preemption
+    hold = os.environ.get(preemption.HOLD_ENV)   # tests/cluster/ only: an exact stop step
+    hooks = {"at_boundary": preemption.hold_until_notice(int(hold))} if hold else None
     try:
-        result = train_lib.train(config, FLAGS.model_dir, metadata, dataset_fn, strategy)
+        result = train_lib.train(config, FLAGS.model_dir, metadata, dataset_fn, strategy,
+                                 hooks=hooks)
     except train_lib.Preempted as e:
         logging.warning("%s; exiting with status %d", e, train_lib.PREEMPTED_EXIT_CODE)
         sys.exit(train_lib.PREEMPTED_EXIT_CODE)
@@ -89,6 +95,9 @@ def main(argv):
         logging.error("training stopped, the input failed (%s): %s", type(e).__name__,
                       explained)
         sys.exit(1)
+    if not train_lib.is_chief(strategy):   # the chief evaluates, exports and reports
+        print(f"\nworker done at step {result.step}")
+        return
     if records.bad:
         print(f"\nskipped {len(records.bad)} corrupt record(s) of {sum(records.counts)} "
               f"(data.skip_corrupt_records)")

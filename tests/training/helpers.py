@@ -129,15 +129,15 @@ def scenario_worker(workdir):
     from deeplab_tf import train_lib
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     config = tiny_config("train.steps=3,train.checkpoint_every=3")
-    train_lib.train(config, os.path.join(workdir, "multi"), META, dataset_fn(4),
-                    strategy=strategy)
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-    ckpt_dir = "checkpoints" if task == 0 else f"worker_tmp_{task}"
-    model = model_dir_lib.build_model(config, META)
-    path = tf.train.latest_checkpoint(os.path.join(workdir, "multi", ckpt_dir))
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
-    np.savez(os.path.join(workdir, f"worker{task}.npz"),
-             **{v.path.replace("/", "|"): v.numpy() for v in model.weights})
+
+    def keep(step, path):  # each worker's own copy (worker 1's is removed after the save)
+        model = model_dir_lib.build_model(config, META)
+        tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        np.savez(os.path.join(workdir, f"worker{task}.npz"),
+                 **{v.path.replace("/", "|"): v.numpy() for v in model.weights})
+    train_lib.train(config, os.path.join(workdir, "multi"), META, dataset_fn(4),
+                    strategy=strategy, hooks={"after_save": keep})
 
 
 def scenario_single(workdir):

@@ -33,6 +33,11 @@ Examples:
       --voc_root ~/data/VOCdevkit --output_dir ~/data/voc_tfrecord
   deeplab-build-data folder --root ~/data/mine --output_dir ~/data/mine_tfrecord
   deeplab-build-data synthetic --output_dir /tmp/synthetic --num_train 200 --num_val 50
+  deeplab-build-data voc2012 --root gs://BUCKET/VOCdevkit --output_dir gs://BUCKET/voc_tfrecord
+
+--root and --output_dir may be on any filesystem TensorFlow reads (gs://...): shards are
+written under hidden temporary names, renamed once all are complete (on a bucket a
+server-side copy), and manifest.json comes last; readers trust only what it lists.
 """
 import inspect
 import os

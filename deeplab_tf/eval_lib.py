@@ -10,15 +10,19 @@ accumulated per replica and summed once at the end.
 Results of a run go to `output_dir` (default model_dir/eval): `results-<step>.json` and
 `results.json` (the latest), TensorBoard scalars (`eval/miou`, `eval/pixel_accuracy`,
 `eval_iou/<class>`), `class_iou.png` and `confusion_matrix.png`.
+
+A sidecar evaluator (`follow`: `deeplab-eval --watch`, or `deeplab-train` as TF_CONFIG's
+"evaluator" task) follows a training run from its model_dir alone: it waits for the
+run's config, evaluates each new checkpoint once (one whose results-<step>.json exists is
+not evaluated again, so a restarted evaluator resumes) and stops after the run's last step.
 """
-import json
-import os
 import re
+import time
 
 import keras
 import tensorflow as tf
 
-from deeplab_tf import metrics, model_dir as model_dir_lib, visualize
+from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, visualize
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 
@@ -112,7 +116,7 @@ def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
 def checkpoint_step(path):
     """The training step of a checkpoint: its `step` variable if saved, else the N of
     ckpt-N (the CheckpointManager's number)."""
-    reader = tf.train.load_checkpoint(path)
+    reader = fileio.checkpoint_reader(path)
     for key in ("step/.ATTRIBUTES/VARIABLE_VALUE",
                 "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"):
         if reader.has_tensor(key):
@@ -128,15 +132,13 @@ def restore(model, path):
 
 
 def write_results(result, output_dir, metadata, step, extra=None):
-    """JSON (atomically), TensorBoard scalars and the two plots of one evaluation."""
-    output_dir = os.fspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+    """JSON (each file whole or absent, fileio), TensorBoard scalars and the two plots of
+    one evaluation."""
+    output_dir = str(output_dir)
+    fileio.makedirs(output_dir)
     record = dict(result, step=int(step), **(extra or {}))
     for name in (f"results-{step}.json", "results.json"):
-        path = os.path.join(output_dir, name)
-        with open(f"{path}.tmp", "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(f"{path}.tmp", path)
+        fileio.write_json(fileio.join(output_dir, name), record)
     writer = tf.summary.create_file_writer(output_dir)
     with writer.as_default(step=int(step)):
         for key in ("miou", "pixel_accuracy"):
@@ -147,10 +149,10 @@ def write_results(result, output_dir, metadata, step, extra=None):
                 tf.summary.scalar(f"eval_iou/{name}", value)
     writer.flush()
     iou = [float("nan") if v is None else v for v in result["per_class_iou"].values()]
-    visualize.plot_class_iou(iou, metadata.class_names, os.path.join(output_dir, "class_iou.png"),
+    visualize.plot_class_iou(iou, metadata.class_names, fileio.join(output_dir, "class_iou.png"),
                              title=f"{metadata.name}, step {step}: per-class IoU")
     visualize.plot_confusion_matrix(result["confusion_matrix"], metadata.class_names,
-                                    os.path.join(output_dir, "confusion_matrix.png"),
+                                    fileio.join(output_dir, "confusion_matrix.png"),
                                     title=f"{metadata.name}, step {step}")
     return record
 
@@ -158,17 +160,20 @@ def write_results(result, output_dir, metadata, step, extra=None):
 def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protocol=None,
                    strategy=None, watch=False, watch_timeout=None, verbose=1, precision=None):
     """Evaluates a model_dir's checkpoint (default the latest), or with `watch` each new
-    checkpoint of a running training job until none comes for `watch_timeout` seconds or
-    the last training step is reached.
+    checkpoint of a running training job (each step once: one with results in
+    `output_dir` is skipped) until none comes for `watch_timeout` seconds or the last
+    training step is reached.
 
     The model is rebuilt from the model_dir's config at `protocol.output_stride` with the
     trained weights (Sec. 4.1: train at 16, evaluate at 8). `protocol` defaults to the
     config's `eval` section; `precision` e.g. "mixed_bfloat16" (model_dir.dtype_policy).
+    `dataset` may be a function returning it, called at the first evaluation (a sidecar
+    evaluator may start before the training job has written its data).
     Returns the list of result records written.
     """
     config, metadata = model_dir_lib.read_config(model_dir)
     protocol = protocol or Protocol.from_config(config.eval)
-    output_dir = output_dir or os.path.join(model_dir, "eval")
+    output_dir = output_dir or fileio.join(model_dir, "eval")
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = model_dir_lib.build_model(config, metadata, precision=precision,
@@ -184,6 +189,11 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
     records = []
     for path in paths:
         try:
+            step = checkpoint_step(path)
+            if watch and fileio.exists(fileio.join(output_dir, f"results-{step}.json")):
+                if step >= config.train.steps:
+                    break
+                continue   # evaluated before (this evaluator restarted)
             restore(model, path)
         except tf.errors.NotFoundError:
             if not watch:
@@ -191,7 +201,8 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
             # The training job's CheckpointManager (max_to_keep) deleted it meanwhile.
             print(f"{path} was deleted before it could be evaluated; skipped")
             continue
-        step = checkpoint_step(path)
+        if callable(dataset):
+            dataset = dataset()
         if verbose:
             print(f"evaluating {path} (step {step}), {protocol}")
         result = evaluate(model, dataset, metadata, protocol, strategy, verbose)
@@ -204,3 +215,38 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
         if watch and step >= config.train.steps:
             break
     return records
+
+
+def wait_for_config(model_dir, timeout, poll_seconds=1.0):
+    """(config, metadata) of a model_dir, waiting up to `timeout` seconds for the training
+    job to write them; TimeoutError after that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return model_dir_lib.read_config(model_dir)
+        except FileNotFoundError as e:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no training run appeared in {timeout:.0f} s: {e}")
+        time.sleep(poll_seconds)
+
+
+def follow(model_dir, records=None, output_dir=None, protocol_overrides=None, timeout=3600,
+           strategy=None, precision=None, verbose=1):
+    """The sidecar evaluator (module docstring): evaluates every checkpoint of the run in
+    `model_dir` as it appears, on `records` (default: the run's data.eval_records), with
+    the run's `eval` protocol and `protocol_overrides` (Protocol fields). Stops after the
+    run's last step, or when `timeout` seconds pass without a config or a new checkpoint.
+    Returns the result records written."""
+    if verbose and not fileio.exists(fileio.join(model_dir, model_dir_lib.CONFIG)):
+        print(f"waiting for a training run in {model_dir}", flush=True)
+    config, _ = wait_for_config(model_dir, timeout)
+    protocol = Protocol.from_config(config.eval, **(protocol_overrides or {}))
+    records = records or config.data.eval_records
+    if not records:
+        raise ValueError(f"no evaluation records: the config of {model_dir} has no "
+                         f"data.eval_records")
+    if verbose:
+        print(f"following {model_dir} until step {config.train.steps}", flush=True)
+    return run_evaluation(model_dir, lambda: records_dataset(records), output_dir=output_dir,
+                          protocol=protocol, strategy=strategy, watch=True,
+                          watch_timeout=timeout, verbose=verbose, precision=precision)

@@ -4,16 +4,20 @@
   deeplab-eval --model_dir runs/voc --records 'data/voc/val-*.tfrecord' \\
       --eval_output_stride 8 --eval_scales 0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
 
-  # Beside a running training job: evaluate each new checkpoint as it appears.
-  deeplab-eval --model_dir runs/voc --records 'data/voc/val-*.tfrecord' --watch
+  # A sidecar evaluator, on any machine that sees the model_dir (e.g. gs://): waits for
+  # the run to start, evaluates each new checkpoint once, stops after its last step.
+  deeplab-eval --model_dir gs://bucket/runs/voc --watch
 
 Whole images are predicted (padded with the mean pixel to OS*k+1, cut back to the original
 size; windows above --max_side) and compared with full-resolution labels, 255 ignored.
 Unset options come from the model_dir's config.json `eval` section. Results go to
 --output_dir (default MODEL_DIR/eval): results-STEP.json, results.json, TensorBoard
 scalars, class_iou.png, confusion_matrix.png. Under several GPUs a MirroredStrategy
-spreads the images over them.
+spreads the images over them. deeplab-train run as TF_CONFIG's "evaluator" task does what
+--watch does.
 """
+import sys
+
 from absl import app, flags
 
 from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
@@ -36,10 +40,11 @@ flags.DEFINE_string("pad_to", None, "Minimum padded size N or HxW, e.g. 513 as t
 flags.DEFINE_integer("max_side", None, "Sliding windows for padded sides above this many "
                      "pixels (Cityscapes). Default: config eval.max_side (2048).")
 flags.DEFINE_string("output_dir", None, "Where results go (default: MODEL_DIR/eval).")
-flags.DEFINE_boolean("watch", False, "Evaluate every new checkpoint of a running training "
-                     "job; stops at the config's last step or after --watch_timeout.")
-flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when no new checkpoint came "
-                   "for this many seconds.")
+flags.DEFINE_boolean("watch", False, "Follow a training run from its model_dir: wait for "
+                     "it to start, evaluate every new checkpoint once, stop after the run's "
+                     "last step (train.steps) or after --watch_timeout.")
+flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when the run has not started, "
+                   "or no new checkpoint came, for this many seconds.")
 define_mixed_precision("for the evaluated model (the checkpoint's weights at that precision)")
 check_flags(output_stride=["eval_output_stride"], scales=["eval_scales"], sizes=["pad_to"],
             positive=["max_side", "watch_timeout"])
@@ -53,12 +58,23 @@ def main(argv):
     from deeplab_tf import eval_lib, model_dir
     from deeplab_tf.inference import Protocol, parse_scales, parse_size
     try:
+        overrides = dict(output_stride=FLAGS.eval_output_stride,
+                         scales=parse_scales(FLAGS.eval_scales, "eval_scales"),
+                         flip=FLAGS.add_flipped_images,
+                         pad_to=parse_size(FLAGS.pad_to, "pad_to"), max_side=FLAGS.max_side)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    if FLAGS.watch:
+        try:
+            eval_lib.follow(FLAGS.model_dir, FLAGS.records, FLAGS.output_dir, overrides,
+                            FLAGS.watch_timeout, strategy=_strategy(tf),
+                            precision=FLAGS.mixed_precision)
+        except TimeoutError as e:
+            sys.exit(f"deeplab-eval: {e}")
+        return
+    try:
         config, _ = model_dir.read_config(FLAGS.model_dir)
-        protocol = Protocol.from_config(
-            config.eval, output_stride=FLAGS.eval_output_stride,
-            scales=parse_scales(FLAGS.eval_scales, "eval_scales"),
-            flip=FLAGS.add_flipped_images, pad_to=parse_size(FLAGS.pad_to, "pad_to"),
-            max_side=FLAGS.max_side)
+        protocol = Protocol.from_config(config.eval, **overrides)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e))
     records = FLAGS.records or config.data.eval_records
@@ -69,12 +85,16 @@ def main(argv):
         dataset = eval_lib.records_dataset(records)
     except FileNotFoundError as e:
         raise app.UsageError(f"--records: {e}")
-    gpus = tf.config.list_logical_devices("GPU")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
     eval_lib.run_evaluation(
         FLAGS.model_dir, dataset, checkpoint=FLAGS.checkpoint,
-        output_dir=FLAGS.output_dir, protocol=protocol, strategy=strategy, watch=FLAGS.watch,
-        watch_timeout=FLAGS.watch_timeout, precision=FLAGS.mixed_precision)
+        output_dir=FLAGS.output_dir, protocol=protocol, strategy=_strategy(tf),
+        precision=FLAGS.mixed_precision)
+
+
+def _strategy(tf):
+    """A MirroredStrategy over several GPUs, else None (the default strategy)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
 
 
 def run():

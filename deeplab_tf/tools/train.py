@@ -58,6 +58,10 @@ def main(argv):
     import keras
     from deeplab_tf import train_lib
     from deeplab_tf.data import training_input
+    if tf_config_task_type() == "evaluator":   # a sidecar evaluator: follows, never trains
+        from deeplab_tf import eval_lib
+        eval_lib.follow(FLAGS.model_dir)
+        return
     # The strategy comes first: MultiWorkerMirroredStrategy configures collective ops at
     # program startup, before any TensorFlow op runs (the record scan below runs some).
     strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
@@ -65,12 +69,19 @@ def main(argv):
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     from deeplab_tf.checkpointing import CheckpointRestoreError, CheckpointWriteError
     from deeplab_tf.data.record_scan import CorruptRecordError
-    if config.data.generate_synthetic:
-        training_input.ensure_synthetic_records(config.data.train_records, config.data.seed)
+    if config.data.generate_synthetic:   # by the chief; other workers wait for it
+        try:
+            training_input.ensure_synthetic_records(config.data.train_records,
+                                                    config.data.seed,
+                                                    is_chief=train_lib.is_chief(strategy))
+        except TimeoutError as e:
+            logging.error("%s", e)
+            sys.exit(1)
     try:
         metadata = training_input.dataset_metadata(config.data.train_records)
-        records = training_input.scan_records(config)
-        dataset_fn = training_input.records_dataset_fn(config, metadata, records)
+        records = training_input.scan_records(config, FLAGS.model_dir)
+        dataset_fn = training_input.records_dataset_fn(config, metadata, records,
+                                                       FLAGS.model_dir)
     except CorruptRecordError as e:
         logging.error("data.train_records=%r: %s", config.data.train_records, e)
         sys.exit(1)
@@ -163,6 +174,13 @@ def write_predictions(config, model_dir, count):
                               visualize.overlay(image, labels, colormap)], axis=1)
         fileio.save_image(fileio.join(out_dir, f"{name}.png"), row)
     return out_dir
+
+
+def tf_config_task_type():
+    """This process's task type in TF_CONFIG ("chief", "worker", "evaluator"), or None."""
+    import json
+    import os
+    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("type")
 
 
 def run():

@@ -179,7 +179,6 @@ def write_predictions(config, model_dir, count):
 def tf_config_task_type():
     """This process's task type in TF_CONFIG ("chief", "worker", "evaluator"), or None."""
     import json
-    import os
     return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("type")
 
 

@@ -2,13 +2,15 @@
 own, started as users start it, before the run exists: `deeplab-eval --watch`, and
 `deeplab-train` as TF_CONFIG's "evaluator" task. A tiny run of 4 steps (checkpoints at 2
 and 4) is then trained into the model_dir; each evaluator evaluates the checkpoints it
-sees, each once, and exits after the final one."""
+sees, each once, and exits after the final one. In process on ram://: a restarted
+evaluator does not evaluate a step again."""
 import glob
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 
 import tensorflow as tf
 
@@ -80,3 +82,33 @@ def test_sidecar_evaluators_follow_a_run_to_its_last_step(tmp_path):
               for r in tf.data.TFRecordDataset(glob.glob(str(tmp_path / "data/synthetic/val-*")))]
     assert sum(map(sum, matrices[0])) == sum(int(tf.reduce_sum(tf.cast(label != 255, tf.int32)))
                                              for label in labels)   # every labelled pixel
+
+
+def test_follow_on_ram_evaluates_each_step_once_across_restarts():
+    """In process, every path on ram:// (the code path of gs://): a restarted evaluator
+    does not evaluate a step again, and stops at once when the last step is done."""
+    from deeplab_tf import eval_lib, fileio, model_dir
+    from test_inference import make_model_dir
+    root = f"ram://test_sidecar_eval/{uuid.uuid4().hex}"
+    run, records = f"{root}/run", f"{root}/data/val-00000-of-00001.tfrecord"
+    try:
+        model = make_model_dir(run, metadata=synthetic.synthetic.SYNTHETIC_METADATA, steps=2)
+        with tf.io.TFRecordWriter(records) as writer:
+            for i in range(2):
+                image, label = synthetic.synthetic.generate_example(i, 0, (33, 41), "val")
+                writer.write(tfrecord.make_example(
+                    tf.io.encode_png(image).numpy(), f"v{i}", "png", 33, 41,
+                    tf.io.encode_png(label[..., None]).numpy()))
+        follow = lambda timeout: [r["step"] for r in eval_lib.follow(  # noqa: E731
+            run, records, protocol_overrides=dict(scales=(1.0,), flip=False),
+            timeout=timeout, verbose=0)]
+        assert follow(timeout=1) == [1]   # ckpt-1; no other came within the timeout
+        tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                                   model_dir.checkpoint_dir(run), max_to_keep=3).save(2)
+        assert follow(timeout=60) == [2]   # ckpt-2 is the last step: done
+        assert follow(timeout=60) == []    # restarted: step 2 evaluated already
+        out = fileio.listdir(f"{run}/eval")
+        assert {"results-1.json", "results-2.json", "results.json", "class_iou.png"} <= set(out)
+        assert fileio.read_json(f"{run}/eval/results.json")["step"] == 2
+    finally:
+        fileio.rmtree(root)

@@ -12,11 +12,12 @@ is a pure function of (seed, files, input pipeline id, number of input pipelines
 
 Sharding over input pipelines (one per worker of a multi-worker job): with at least as many
 files as pipelines, pipeline i reads only files i, i+n, i+2n... (file-level sharding: no
-worker reads another's data); its epochs are epochs of its own files, whose examples keep
-their global indices (augmentation keys). With fewer files each pipeline reads every file
-and keeps the examples whose index % n is its id (data-level sharding, logged once: it
-reads n times the data). Either way the split depends on n: resume with the same number of
-workers for the exact stream.
+worker reads another's data); its epochs are epochs of its own files (of unequal length if
+the files differ; streams are endless), whose examples keep their global indices
+(augmentation keys). With fewer files each pipeline reads every file and keeps the
+examples whose index % n is its id (data-level sharding, logged once: it reads n times
+the data). Either way the split depends on n: resume with the same number of workers for
+the exact stream.
 
 Bootstrapping (Sec. 4.1) repeats the images that contain hard classes `bootstrap_factor`
 times per epoch (`deeplab_tf.data.bootstrap`).

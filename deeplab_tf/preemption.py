@@ -153,10 +153,6 @@ class Agreement:
                 return strategy.experimental_local_results(strategy.run(replica_fn))[0]
             self._gather = lambda v: gather(tf.constant(v, tf.int64)).numpy()
 
-    @property
-    def across_workers(self):
-        return self._gather is not None
-
     def any_true(self, flag):
         return bool(flag) if self._gather is None else bool(np.max(self._gather(int(flag))))
 

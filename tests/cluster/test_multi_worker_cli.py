@@ -189,7 +189,7 @@ def test_resumed_twice_the_weights_equal_the_uninterrupted_runs(chain):
     assert sorted(resumed) == sorted(straight)
     worst = max(float(np.max(np.abs(resumed[k] - straight[k])) / max(np.max(np.abs(
         straight[k])), 1.0)) for k in straight if straight[k].dtype.kind == "f")
-    assert worst <= 1e-5
+    assert worst <= 1e-5, worst   # measured: 0 (bit for bit), as test_multi_worker allows 1e-5
     # ... and the last step did move them: the comparison is not of two equal old states.
     before = variables(str(chain["run"] / "checkpoints" / "ckpt-3"))
     assert max(float(np.max(np.abs(before[k] - straight[k]))) for k in straight

@@ -201,7 +201,21 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
                                     metadata.ignore_label)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
+        skip = None
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            # float16: Keras skips a step whose gradients overflow (and halves the loss
+            # scale) by the replicas' own gradients, before they are summed; under
+            # MirroredStrategy by the first replica's alone, so another replica's inf
+            # went into the weights. All skip when one overflows: they add NaN.
+            overflow = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(~tf.reduce_all(
+                    [tf.reduce_all(tf.math.is_finite(g)) for g in grads]), tf.float32))
+            skip = overflow > 0
+            grads = [g + tf.where(skip, np.nan, 0.0) for g in grads]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if skip is not None:  # a skipped step counts, as in Keras 2: the step counter stays
+            # the number of batches read (data position on resume, checkpoint numbers)
+            optimizer.iterations.assign_add(tf.cast(skip, optimizer.iterations.dtype))
         return ce
 
     if t.jit_compile:  # XLA compiles the step; the loop around it reads the iterator

@@ -11,22 +11,24 @@ import contextlib
 
 import tensorflow as tf
 
-_NATIVE_DILATED_GRADIENT = None
+_NATIVE_DILATED_GRADIENT = {}
 _HALF = (tf.bfloat16, tf.float16)
 
 
-def native_dilated_gradient():
-    """Whether this TensorFlow can differentiate `Conv2D(dilations>1)` natively.
+def native_dilated_gradient(dtype=tf.float32):
+    """Whether this TensorFlow can differentiate `Conv2D(dilations>1)` natively in `dtype`.
 
     oneDNN and cuDNN can; TensorFlow's default CPU kernels cannot ("Current CPU
     implementations do not yet support dilation rates larger than 1"), e.g. on AMD CPUs,
-    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1. Probed once, eagerly.
+    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1, and for float16 on CPUs
+    without AVX512-FP16, where oneDNN hands float16 to those kernels. Probed once per
+    dtype, eagerly.
     """
-    global _NATIVE_DILATED_GRADIENT
-    if _NATIVE_DILATED_GRADIENT is None:
+    dtype = tf.as_dtype(dtype)
+    if dtype not in _NATIVE_DILATED_GRADIENT:
         with tf.init_scope():
-            x = tf.zeros((1, 5, 5, 1))
-            w = tf.zeros((3, 3, 1, 1))
+            x = tf.zeros((1, 5, 5, 1), dtype)
+            w = tf.zeros((3, 3, 1, 1), dtype)
             try:
                 tf.raw_ops.Conv2DBackpropFilter(
                     input=x, filter_sizes=[3, 3, 1, 1], out_backprop=x, strides=[1, 1, 1, 1],
@@ -34,10 +36,11 @@ def native_dilated_gradient():
                 tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=[1, 5, 5, 1], filter=w, out_backprop=x, strides=[1, 1, 1, 1],
                     padding="SAME", dilations=[1, 2, 2, 1])
-                _NATIVE_DILATED_GRADIENT = True
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-                _NATIVE_DILATED_GRADIENT = False
-    return _NATIVE_DILATED_GRADIENT
+                _NATIVE_DILATED_GRADIENT[dtype] = True
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                    tf.errors.NotFoundError):
+                _NATIVE_DILATED_GRADIENT[dtype] = False
+    return _NATIVE_DILATED_GRADIENT[dtype]
 
 
 def _axis_spans(size, rate, taps):
@@ -248,7 +251,7 @@ def atrous_conv2d(x, w, rate, padding="SAME", training=False):
     """
     if rate == 1:
         return tf.nn.conv2d(x, w, strides=1, padding=padding)
-    if training and not native_dilated_gradient() and not _FORCE_NATIVE[0]:
+    if training and not native_dilated_gradient(x.dtype) and not _FORCE_NATIVE[0]:
         return valid_tap_conv2d(x, w, rate, lean_gradient=True)
     if training or rate < VALID_TAP_MIN_RATE or _on_gpu() or _FORCE_NATIVE[0]:
         return tf.nn.conv2d(x, w, strides=1, padding=padding, dilations=rate)

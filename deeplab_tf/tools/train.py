@@ -120,6 +120,10 @@ def main(argv):
               f"{result.loss:.4f}")
     else:
         print(f"\nalready trained: step {result.step} of {config.train.steps}")
+    # The follow-up evaluates and exports in float32, as deeplab-eval and deeplab-export do
+    # by default: --mixed_precision is about training (a float16 SavedModel is a choice,
+    # made with deeplab-export --mixed_precision).
+    keras.mixed_precision.set_global_policy("float32")
     artifacts += after_training(config, FLAGS.model_dir)
     print(f"\ndone in {time.time() - start:.0f} s. Artifacts:")
     for name, path in artifacts:

@@ -18,7 +18,6 @@ workers generating one folder would race).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from deeplab_tf.data.converters import synthetic
 from deeplab_tf.preemption import HOLD_ENV, METADATA_ENV
 from deeplab_tf.train_lib import PREEMPTED_EXIT_CODE
 from gce_metadata import MetadataServer
+from localhost import free_ports
 
 TRAIN = os.path.join(os.path.dirname(sys.executable), "deeplab-train")
 STEPS = 4
@@ -38,16 +38,6 @@ TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.1
         "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
         "train.steps_per_loop=1,train.checkpoint_every=100,train.then_evaluate=false,"
         "train.then_export=false,train.then_predict=0")
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Workers:

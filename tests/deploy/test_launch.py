@@ -2,7 +2,6 @@
 Kubernetes spec's own container command training 2 workers on localhost."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import yaml
 
 import deploy_commands as commands
 from deeplab_tf.data.converters import synthetic
+from localhost import free_ports
 
 BIN = os.path.dirname(sys.executable)
 LAUNCH = os.path.join(BIN, "deeplab-launch")
@@ -65,16 +65,6 @@ TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.1
         "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
         "train.steps_per_loop=1,train.checkpoint_every=2,train.then_evaluate=false,"
         "train.then_export=false,train.then_predict=0,data.generate_synthetic=false")
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_kubernetes_spec_command_trains_two_workers_on_localhost(tmp_path):

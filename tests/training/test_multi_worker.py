@@ -1,23 +1,14 @@
 """Two MultiWorkerMirroredStrategy workers on localhost train like one process."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 
+from localhost import free_ports
+
 HELPERS = os.path.join(os.path.dirname(__file__), "helpers.py")
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_two_workers_match_one_process(tmp_path):

@@ -271,18 +271,15 @@ def publish_dir(target, write_fn, marker, overwrite=False):
 
 
 def _copy_tree(src, dst, last):
-    deferred = []
+    """Copies folder `src` (on an object store) to `dst`, its top-level `last` at the end."""
     for folder, _, files in walk(src):
-        rel = os.path.relpath(folder, src) if is_local(src) else folder[len(src):].strip("/")
-        out = join(dst, rel) if rel not in ("", ".") else dst
+        rel = folder[len(src):].strip("/")
+        out = join(dst, rel) if rel else dst
         makedirs(out)
         for name in files:
-            if folder.rstrip("/") == src.rstrip("/") and name == last:
-                deferred.append((join(folder, name), join(out, name)))
-            else:
+            if rel or name != last:
                 copy(join(folder, name), join(out, name), overwrite=True)
-    for s, d in deferred:
-        copy(s, d, overwrite=True)
+    copy(join(src, last), join(dst, last), overwrite=True)
 
 
 # ---------------------------------------------------------------------------- checkpoints

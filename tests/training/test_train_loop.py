@@ -62,11 +62,16 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(v.numpy())) for v in model.weights)
 
 
-def test_partial_restore_skips_logits_of_another_num_classes(tmp_path, caplog):
-    source = str(tmp_path / "source")
+@pytest.mark.parametrize("where", ["local_model_dir", "ram_model_dir", "ram_checkpoint"])
+def test_partial_restore_skips_logits_of_another_num_classes(tmp_path, caplog, where):
+    """From another run's model_dir or one of its checkpoints, on a disk or on ram:// (the
+    code path of gs://, where a model_dir was once taken for a checkpoint prefix)."""
+    source = str(tmp_path / "source") if where.startswith("local") else \
+        f"ram://partial-restore-{where}-{os.getpid()}/source"
     train_lib.train(tiny_config("train.steps=1"), source, META, dataset_fn(4))
+    init = f"{source}/checkpoints/ckpt-1" if where.endswith("checkpoint") else source
     five = META.__class__("five", ("a", "b", "c", "d", "e"))
-    config = tiny_config(f"train.steps=1,train.init_checkpoint={source},train.base_lr=1e-9,"
+    config = tiny_config(f"train.steps=1,train.init_checkpoint={init},train.base_lr=1e-9,"
                          "train.weight_decay=0")
     with caplog.at_level(logging.WARNING, logger="deeplab_tf.train"):
         train_lib.train(config, str(tmp_path / "target"), five, dataset_fn(4))

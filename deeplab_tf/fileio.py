@@ -137,7 +137,11 @@ def remove(path, missing_ok=False):
 def rmtree(path, missing_ok=True):
     if missing_ok and not exists(path):
         return
-    _gfile().rmtree(os.fspath(path))
+    try:
+        _gfile().rmtree(os.fspath(path))
+    except Exception as e:  # tf.errors.NotFoundError: removed meanwhile
+        if not (missing_ok and type(e).__name__ == "NotFoundError"):
+            raise
 
 
 def rename(src, dst, overwrite=False):

@@ -8,19 +8,18 @@ import sys
 
 from absl import app, flags
 
-_BASE_FLAGS = None
-
-
 def run_tool(name, *args):
     """`deeplab-NAME args...` in-process; returns the exit status (0, or SystemExit's)."""
-    global _BASE_FLAGS
     FLAGS = flags.FLAGS
-    if _BASE_FLAGS is None:
-        _BASE_FLAGS = set(FLAGS)   # absl's own flags (--v, --logtostderr, ...)
-    # Each tool defines its flags when imported, several with the same names: forget the
-    # previous tool's flags and module, then import this one afresh.
-    for flag_name in set(FLAGS) - _BASE_FLAGS:
-        delattr(FLAGS, flag_name)
+    # Each tool defines its flags when imported, several with the same names: forget every
+    # tool's flags and modules (imported by this runner or by any test), then import this
+    # one afresh.
+    by_module = {m: list(f) for m, f in FLAGS.flags_by_module_dict().items()}
+    for module, defined in by_module.items():
+        if module.startswith("deeplab_tf.tools"):
+            for flag in defined:
+                if flag.name in FLAGS:
+                    delattr(FLAGS, flag.name)
     for module in [m for m in sys.modules if m.startswith("deeplab_tf.tools.")]:
         del sys.modules[module]
     module = importlib.import_module(f"deeplab_tf.tools.{name}")

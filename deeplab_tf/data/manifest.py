@@ -71,3 +71,20 @@ def load_manifest(output_dir):
                 raise DatasetError(f"shard of split {split!r} listed in the manifest is missing",
                                    fileio.join(output_dir, name), "missing_file")
     return Manifest(output_dir, DatasetMetadata.from_dict(data["metadata"]), data["splits"], data)
+
+
+def published(files):
+    """(listed, unlisted): of record files, those that a manifest.json in their folder lists,
+    and those that it does not: shards of a conversion that never finished or was replaced
+    (data/writer.py publishes the manifest last). Files in a folder without a manifest
+    (records made by other tools) count as listed."""
+    listed, unlisted, by_folder = [], [], {}
+    for path in files:
+        folder = fileio.dirname(path)
+        if folder not in by_folder:
+            data = read_manifest_json(folder)
+            by_folder[folder] = None if data is None else {
+                name for entry in data["splits"].values() for name in entry["shards"]}
+        names = by_folder[folder]
+        (listed if names is None or fileio.basename(path) in names else unlisted).append(path)
+    return listed, unlisted

@@ -48,11 +48,21 @@ _warned = set()   # (files, pipelines) told about data-level sharding in this pr
 
 
 def list_files(pattern):
-    """Sorted record files of a glob pattern, a comma-separated list or a list of them."""
+    """Sorted record files of a glob pattern, a comma-separated list or a list of them.
+    Readers trust only published shards: a file that its folder's manifest.json does not
+    list is left out, with a warning naming it (`manifest.published`)."""
+    from deeplab_tf.data.manifest import published
     patterns = pattern.split(",") if isinstance(pattern, str) else list(pattern)
-    files = sorted({f for p in patterns for f in fileio.glob(p.strip())})
+    files, unlisted = published(sorted({f for p in patterns for f in fileio.glob(p.strip())}))
+    if unlisted:
+        logging.getLogger("deeplab_tf.data").warning(
+            "%d file(s) matching %r are not listed in their folder's manifest.json (a "
+            "conversion that did not finish, or was replaced) and are not read: %s",
+            len(unlisted), pattern, ", ".join(unlisted))
     if not files:
-        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
+        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}"
+                                + (" among the shards a manifest.json lists" if unlisted
+                                   else ""))
     return files
 
 

@@ -300,3 +300,28 @@ def test_a_write_stopped_at_any_point_on_ram(bucket, stage, prefix, index):
             writer.load_manifest(out)
         assert all(list(tf.data.TFRecordDataset(f"{out}/{n}")) for n in after)
     assert local_files() == []
+
+
+@pytest.mark.parametrize("where", ["local", "ram"])
+def test_readers_take_only_the_shards_a_manifest_lists(where, tmp_path, caplog):
+    """A shard that the folder's manifest does not list (left by a conversion that was
+    killed while committing, or by an older one) is never read; a folder without a
+    manifest (records of other tools) is read as it is."""
+    from deeplab_tf.data import pipeline
+    root = str(tmp_path) if where == "local" else f"ram://test_published/{uuid.uuid4().hex}"
+    convert_synthetic(fileio.join(root, "data"), num_shards=2)
+    stray = fileio.join(root, "data", "train-00000-of-00003.tfrecord")
+    fileio.copy(fileio.join(root, "data", "train-00000-of-00002.tfrecord"), stray)
+    with caplog.at_level("WARNING", logger="deeplab_tf.data"):
+        files = pipeline.list_files(fileio.join(root, "data", "train-*.tfrecord"))
+    assert [fileio.basename(f) for f in files] == [
+        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert "train-00000-of-00003.tfrecord" in caplog.text and "not read" in caplog.text
+    with pytest.raises(FileNotFoundError, match="among the shards a manifest.json lists"):
+        pipeline.list_files(stray)
+    fileio.makedirs(fileio.join(root, "own"))
+    fileio.copy(stray, fileio.join(root, "own", "x.tfrecord"))
+    assert pipeline.list_files(fileio.join(root, "own", "*.tfrecord")) == [
+        fileio.join(root, "own", "x.tfrecord")]
+    if where == "ram":
+        fileio.rmtree(root)

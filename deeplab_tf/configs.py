@@ -282,6 +282,14 @@ def validate(config):
         (t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0"),
         (0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)"),
         (t.steps_per_loop >= 1, "train.steps_per_loop", t.steps_per_loop, ">= 1"),
+        # 0 would keep no checkpoint (or divide by zero in the loop): the run's work is lost.
+        (t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, ">= 1"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints", t.keep_checkpoints, ">= 1"),
+        (t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, ">= 0"),
+        (t.log_every >= 1, "train.log_every", t.log_every, ">= 1"),
+        (t.summary_images_every >= 0, "train.summary_images_every", t.summary_images_every,
+         ">= 0 (0: off)"),
+        (t.then_predict >= 0, "train.then_predict", t.then_predict, ">= 0 (0: off)"),
         (all(s > 0 for s in e.scales), "eval.scales", e.scales, "positive scales"),
     ]
     for ok, key, value, expected in checks:

@@ -28,6 +28,18 @@ CASES = [
      ["data.crop_size='(513,513,3)': expected 2 values"]),
     (TRAIN + ["--params_override=train.base_lr=-0.007"], ["train.base_lr=-0.007: expected > 0"]),
     (TRAIN + ["--params_override=model.bn_momentum=1.5"], ["model.bn_momentum=1.5: expected"]),
+    # Counts that make no sense at 0: no checkpoint kept (the run's work lost), a division
+    # by zero in the loop, nothing trained.
+    (TRAIN + ["--params_override=train.keep_checkpoints=0"],
+     ["train.keep_checkpoints=0: expected >= 1"]),
+    (TRAIN + ["--params_override=train.checkpoint_every=0"],
+     ["train.checkpoint_every=0: expected >= 1"]),
+    (TRAIN + ["--params_override=train.steps_per_loop=0"],
+     ["train.steps_per_loop=0: expected >= 1"]),
+    (TRAIN + ["--params_override=train.steps=0"], ["train.steps=0: expected >= 1"]),
+    (TRAIN + ["--params_override=train.batch_size=-4"], ["train.batch_size=-4: expected >= 1"]),
+    (TRAIN + ["--params_override=train.warmup_steps=-1"],
+     ["train.warmup_steps=-1: expected >= 0"]),
     (TRAIN + [f"--params_override=train.steps={CODE}"], ["train.steps=", "expected int"]),
     (TRAIN + [f"--params_override=model.multi_grid=(1,2,{CODE})"], ["expected int"]),
     (TRAIN + [f"--params_override={CODE}"], ["expected section.key=value"]),

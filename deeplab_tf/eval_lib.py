@@ -16,6 +16,7 @@ A sidecar evaluator (`follow`: `deeplab-eval --watch`, or `deeplab-train` as TF_
 run's config, evaluates each new checkpoint once (one whose results-<step>.json exists is
 not evaluated again, so a restarted evaluator resumes) and stops after the run's last step.
 """
+import logging
 import re
 import time
 
@@ -26,11 +27,77 @@ from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, visualize
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 
-def records_dataset(pattern):
+_log = logging.getLogger("deeplab_tf.eval")
+
+
+class DatasetMismatchError(ValueError):
+    """Records of another dataset than the model's (class count, names or ignore label)."""
+
+
+class ResultsWriteError(OSError):
+    """Computed results that could not be written (a full disk, no permission); `result`
+    holds them, and the message repeats the mIoU."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
+
+
+def records_dataset(pattern, metadata=None, model_dir=None):
     """Whole evaluation images of deeplab-build-data TFRecords (a glob, comma-separated
-    globs or a list): the data pipeline's eval mode, one image per element."""
+    globs or a list): the data pipeline's eval mode, one image per element. With the
+    model's `metadata` (from `model_dir`), the records are first `check_records`."""
     from deeplab_tf.data import pipeline
+    if metadata is not None:
+        check_records(pattern, metadata, model_dir)
     return pipeline.build_dataset(pattern, mode="eval", global_batch_size=1)
+
+
+def _differences(records, model):
+    """What differs between two DatasetMetadata that would make the mIoU meaningless."""
+    out = []
+    if records.num_classes != model.num_classes:
+        out.append(f"{records.num_classes} classes in the records, {model.num_classes} in "
+                   f"the model")
+    elif records.class_names != model.class_names:
+        out += [f"class {i}: {a!r} in the records, {b!r} in the model"
+                for i, (a, b) in enumerate(zip(records.class_names, model.class_names))
+                if a != b]
+    if records.ignore_label != model.ignore_label:
+        out.append(f"ignore label {records.ignore_label} in the records, "
+                   f"{model.ignore_label} in the model")
+    return out
+
+
+def check_records(pattern, metadata, model_dir=None):
+    """Refuses records whose dataset (the manifest.json beside them) is not the model's
+    `metadata`: another class count, other class names or ignore label would give a
+    meaningless mIoU. Records in a folder without a manifest (made by other tools) cannot
+    be checked: one warning names those folders."""
+    from deeplab_tf.data import pipeline
+    from deeplab_tf.data.manifest import MANIFEST, read_manifest_json
+    from deeplab_tf.data.metadata import DatasetMetadata
+    model_source = (fileio.join(model_dir, model_dir_lib.DATASET) if model_dir
+                    else "the model's dataset metadata")
+    unchecked = []
+    for folder in sorted({fileio.dirname(f) for f in pipeline.list_files(pattern)}):
+        data = read_manifest_json(folder)
+        if data is None:
+            unchecked.append(folder)
+            continue
+        records = DatasetMetadata.from_dict(data["metadata"])
+        differences = _differences(records, metadata)
+        if differences:
+            raise DatasetMismatchError(
+                f"the records are not of the model's dataset: "
+                f"{fileio.join(folder, MANIFEST)} describes {records.name!r} "
+                f"({records.num_classes} classes, ignore label {records.ignore_label}), "
+                f"{model_source} {metadata.name!r} ({metadata.num_classes} classes, ignore "
+                f"label {metadata.ignore_label}): " + "; ".join(differences))
+    if unchecked:
+        _log.warning("no %s beside the records in %s: their classes are not checked against "
+                     "%s (%d classes: %s)", MANIFEST, ", ".join(unchecked), model_source,
+                     metadata.num_classes, ", ".join(metadata.class_names))
 
 
 def _whole_image(features):
@@ -106,6 +173,7 @@ def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
         n = int(step(features))
         done += n
         progress.add(n)
+    progress.update(done, finalize=True)   # ends the bar's line (its size may be unknown)
     if done == 0:
         raise ValueError("the evaluation dataset is empty")
     result = metrics.summarize(matrix.result(), metadata.class_names)
@@ -206,15 +274,28 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
         if verbose:
             print(f"evaluating {path} (step {step}), {protocol}")
         result = evaluate(model, dataset, metadata, protocol, strategy, verbose)
-        records.append(write_results(result, output_dir, metadata, step,
-                                     dict(checkpoint=path, protocol=protocol.to_dict(),
-                                          precision=precision or "float32")))
-        if verbose:
-            print(f"step {step}: mIoU {result['miou']}, pixel accuracy "
-                  f"{result['pixel_accuracy']} on {result['images']} images")
+        if verbose:   # shown before any write: a write that fails cannot lose them
+            print_result(result, step)
+        try:
+            records.append(write_results(result, output_dir, metadata, step,
+                                         dict(checkpoint=path, protocol=protocol.to_dict(),
+                                              precision=precision or "float32")))
+        except (OSError, tf.errors.OpError) as e:
+            cause = getattr(e, "message", None) or str(e)
+            raise ResultsWriteError(
+                f"could not write the results of step {step} (mIoU {result['miou']}, pixel "
+                f"accuracy {result['pixel_accuracy']}) to {output_dir}: {cause}", result) from e
         if watch and step >= config.train.steps:
             break
     return records
+
+
+def print_result(result, step):
+    """The mIoU, pixel accuracy and per-class IoU of one evaluation, on stdout."""
+    print(f"step {step}: mIoU {result['miou']}, pixel accuracy {result['pixel_accuracy']} "
+          f"on {result['images']} images")
+    for name, iou in result["per_class_iou"].items():
+        print(f"  {name:<20} {'-' if iou is None else f'{iou:.4f}'}", flush=True)
 
 
 def wait_for_config(model_dir, timeout, poll_seconds=1.0):
@@ -239,7 +320,7 @@ def follow(model_dir, records=None, output_dir=None, protocol_overrides=None, ti
     Returns the result records written."""
     if verbose and not fileio.exists(fileio.join(model_dir, model_dir_lib.CONFIG)):
         print(f"waiting for a training run in {model_dir}", flush=True)
-    config, _ = wait_for_config(model_dir, timeout)
+    config, metadata = wait_for_config(model_dir, timeout)
     protocol = Protocol.from_config(config.eval, **(protocol_overrides or {}))
     records = records or config.data.eval_records
     if not records:
@@ -247,6 +328,7 @@ def follow(model_dir, records=None, output_dir=None, protocol_overrides=None, ti
                          f"data.eval_records")
     if verbose:
         print(f"following {model_dir} until step {config.train.steps}", flush=True)
-    return run_evaluation(model_dir, lambda: records_dataset(records), output_dir=output_dir,
+    return run_evaluation(model_dir, lambda: records_dataset(records, metadata, model_dir),
+                          output_dir=output_dir,
                           protocol=protocol, strategy=strategy, watch=True,
                           watch_timeout=timeout, verbose=verbose, precision=precision)

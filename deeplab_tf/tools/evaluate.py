@@ -15,6 +15,10 @@ Unset options come from the model_dir's config.json `eval` section. Results go t
 scalars, class_iou.png, confusion_matrix.png. Under several GPUs a MirroredStrategy
 spreads the images over them. deeplab-train run as TF_CONFIG's "evaluator" task does what
 --watch does.
+
+Records of another dataset than the model's (their manifest.json: class count, names,
+ignore label) are refused; the mIoU is printed before the results are written, so a
+failed write (a full disk) is an error that still shows it.
 """
 import sys
 
@@ -69,11 +73,11 @@ def main(argv):
             eval_lib.follow(FLAGS.model_dir, FLAGS.records, FLAGS.output_dir, overrides,
                             FLAGS.watch_timeout, strategy=_strategy(tf),
                             precision=FLAGS.mixed_precision)
-        except TimeoutError as e:
+        except (TimeoutError, eval_lib.DatasetMismatchError, eval_lib.ResultsWriteError) as e:
             sys.exit(f"deeplab-eval: {e}")
         return
     try:
-        config, _ = model_dir.read_config(FLAGS.model_dir)
+        config, metadata = model_dir.read_config(FLAGS.model_dir)
         protocol = Protocol.from_config(config.eval, **overrides)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e))
@@ -82,13 +86,18 @@ def main(argv):
         raise app.UsageError("--records: no evaluation TFRecords given, and the config's "
                              "data.eval_records is empty")
     try:
-        dataset = eval_lib.records_dataset(records)
+        dataset = eval_lib.records_dataset(records, metadata, FLAGS.model_dir)
     except FileNotFoundError as e:
         raise app.UsageError(f"--records: {e}")
-    eval_lib.run_evaluation(
-        FLAGS.model_dir, dataset, checkpoint=FLAGS.checkpoint,
-        output_dir=FLAGS.output_dir, protocol=protocol, strategy=_strategy(tf),
-        precision=FLAGS.mixed_precision)
+    except eval_lib.DatasetMismatchError as e:
+        sys.exit(f"deeplab-eval: --records: {e}")
+    try:
+        eval_lib.run_evaluation(
+            FLAGS.model_dir, dataset, checkpoint=FLAGS.checkpoint,
+            output_dir=FLAGS.output_dir, protocol=protocol, strategy=_strategy(tf),
+            precision=FLAGS.mixed_precision)
+    except eval_lib.ResultsWriteError as e:   # the numbers were printed before the write
+        sys.exit(f"deeplab-eval: {e}")
 
 
 def _strategy(tf):

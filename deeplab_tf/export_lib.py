@@ -41,6 +41,10 @@ from deeplab_tf.images import DEFAULT_MAX_PIXELS
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 SAVED_MODEL_MARKER = "saved_model.pb"
+# What tf.saved_model.save writes at a SavedModel's top level: with --overwrite, a folder
+# holding anything else (a model_dir, a parent folder, TF Serving's assets.extra warmup
+# requests) is the user's, and is refused (fileio.check_replaceable).
+SAVED_MODEL_NAMES = frozenset({SAVED_MODEL_MARKER, "fingerprint.pb", "variables", "assets"})
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).
 _SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
@@ -138,17 +142,27 @@ class ExportError(OSError):
     """Writing an export failed; nothing of it was kept, an earlier export is unchanged."""
 
 
-def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
-                       overwrite=False, max_pixels=DEFAULT_MAX_PIXELS):
-    """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
-    (fileio.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
-    a failed write (ExportError) leaves nothing and an earlier export intact.
-    For TF Serving, export to <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the
-    largest image the signatures accept (height * width)."""
-    export_dir = fileio.absolute(export_dir)
+def _check_export_dir(export_dir, overwrite, protected):
+    """Refuses, before any work, an export_dir that exists without `overwrite`, or that
+    holds anything but an export, or is or holds a `protected` path (the model_dir)."""
     if fileio.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
                               f"another --export_dir")
+    fileio.check_replaceable(export_dir, SAVED_MODEL_MARKER, overwrite, SAVED_MODEL_NAMES,
+                             protected=protected)
+
+
+def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
+                       overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, protected=()):
+    """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
+    (fileio.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
+    a failed write (ExportError) leaves nothing and an earlier export intact. `overwrite`
+    replaces only an earlier export (no top-level name outside SAVED_MODEL_NAMES), never a
+    folder that is or holds one of the `protected` paths. For TF Serving, export to
+    <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the largest image the
+    signatures accept (height * width)."""
+    export_dir = fileio.absolute(export_dir)
+    _check_export_dir(export_dir, overwrite, protected)
     module = _Serving(model, metadata, protocol, probabilities, int(max_pixels))
 
     def write(staging):
@@ -158,7 +172,8 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
     # Readers (TF Serving, tf.saved_model.load) need saved_model.pb: the marker, published
     # last (fileio.publish_dir).
     try:
-        fileio.publish_dir(export_dir, write, SAVED_MODEL_MARKER, overwrite=overwrite)
+        fileio.publish_dir(export_dir, write, SAVED_MODEL_MARKER, overwrite=overwrite,
+                           expected_names=SAVED_MODEL_NAMES, protected=protected)
     except (tf.errors.OpError, OSError) as e:   # disk full, file size limit, ...
         raise ExportError(f"writing the SavedModel {export_dir} failed ({type(e).__name__}: "
                           f"{short_message(e)}); nothing of it was kept"
@@ -220,9 +235,10 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
     "mixed_bfloat16" bakes bfloat16 convolutions into the graph (model_dir.dtype_policy).
     Returns (export_dir, model, metadata, protocol)."""
     config, _ = model_dir_lib.read_config(model_dir)
-    if fileio.exists(export_dir) and not overwrite:   # before minutes of loading
-        raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
-                              f"another --export_dir")
+    # Before minutes of loading; the model_dir (and a --checkpoint elsewhere) is never
+    # replaced, nor a folder holding it.
+    protected = (model_dir,) + ((checkpoint,) if checkpoint else ())
+    _check_export_dir(fileio.absolute(export_dir), overwrite, protected)
     overrides = dict(max_side=config.eval.max_side)
     overrides.update({k: v for k, v in protocol_overrides.items() if v is not None})
     protocol = Protocol.from_config(config.export, **overrides)
@@ -232,5 +248,5 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
                                                   output_stride=protocol.output_stride,
                                                   precision=precision)
     path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite,
-                              max_pixels)
+                              max_pixels, protected)
     return path, model, metadata, protocol

@@ -63,6 +63,29 @@ def stem(path):
     return os.path.splitext(basename(path))[0]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def output_stems(names, taken=None):
+    """A safe, unique file-name stem per name (an input path, or a name stored in a record,
+    which may be anything: "../x", "/etc/x", "a\\b"): the stem of its last component ("/"
+    and "\\" both separate), control characters made "_", leading dots dropped (never "..",
+    never hidden; "image" if nothing is left), at most 200 characters; "-2", "-3"... added when
+    a stem repeats (compared without case: macOS, Windows) or `taken(stem)` is true (e.g.
+    an output of that stem would overwrite an input). Joined to a folder, it stays inside."""
+    stems, used = [], set()
+    for name in names:
+        base = posixpath.basename(os.fspath(name).replace("\\", "/").rstrip("/"))
+        clean = _CONTROL.sub("_", os.path.splitext(base)[0]).lstrip(".")[:200] or "image"
+        candidate, n = clean, 1
+        while candidate.lower() in used or (taken is not None and taken(candidate)):
+            n += 1
+            candidate = f"{clean}-{n}"
+        used.add(candidate.lower())
+        stems.append(candidate)
+    return stems
+
+
 def absolute(path):
     """A local path made absolute (for messages and configs); other paths unchanged."""
     path = os.fspath(path)
@@ -239,17 +262,73 @@ def published(path, marker):
     return exists(join(path, marker))
 
 
-def publish_dir(target, write_fn, marker, overwrite=False):
+def _normalized(path):
+    """`path` for comparisons: local ones absolute with links resolved, others normalized."""
+    path = os.fspath(path)
+    if is_local(path):
+        return os.path.realpath(path)
+    scheme_end = path.index("://") + 3
+    return path[:scheme_end] + posixpath.normpath(path[scheme_end:]).lstrip("/")
+
+
+def _within(path, folder):
+    """True when `path` is `folder` or lies inside it (both normalized)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def check_replaceable(target, marker, overwrite=False, expected_names=None,
+                      required_names=None, protected=()):
+    """The one rule for replacing a folder (publish_dir applies it; callers also apply it
+    before long work): a command replaces only what it created itself. So an existing
+    `target` is replaced only with `overwrite`, and only when it is a folder that is empty
+    or holds each of `required_names` (default: `marker`) and no top-level name outside
+    `expected_names` (the names the writer itself creates; None: any); and never when it is,
+    or holds, one of the `protected` paths (what the command reads, e.g. the model_dir being
+    exported), whether it exists or not. Raises FileExistsError naming the target and why."""
+    target = os.fspath(target).rstrip("/")
+    normal = _normalized(target)
+    for path in protected:
+        if path and _within(_normalized(path), normal):
+            raise FileExistsError(f"{target} is or contains {os.fspath(path)}, which this "
+                                  f"command reads: refusing to replace it; choose another "
+                                  f"output folder")
+    if not exists(target):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite to replace it")
+    if not isdir(target):
+        raise FileExistsError(f"{target} is a file, not a folder this command wrote: "
+                              f"refusing to replace it")
+    names = set(listdir(target))
+    if not names:
+        return
+    required = {marker} if required_names is None else set(required_names)
+    missing = sorted(required - names)
+    foreign = sorted(names - set(expected_names)) if expected_names is not None else []
+    if missing or foreign:
+        why = [f"it has no {', '.join(missing)}"] if missing else []
+        if foreign:
+            why.append(f"it holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}"
+                       f", which this command does not write")
+        why = "; ".join(why)
+        raise FileExistsError(f"{target} is not a folder this command wrote ({why}): "
+                              f"refusing to replace it; choose another output folder, or "
+                              f"move its contents away")
+
+
+def publish_dir(target, write_fn, marker, overwrite=False, expected_names=None,
+                required_names=None, protected=()):
     """Writes a folder with `write_fn(staging_path)` and publishes it at `target`.
 
-    The target is replaced only after the write succeeded; `overwrite` allows replacing a
-    folder that exists, and nothing outside `target` (and its staging sibling) is touched.
-    Locally the staging folder is renamed into place; on an object store its files are
-    copied with `marker` last (module docstring). Returns `target`.
+    An existing target is replaced only as `check_replaceable` allows (`overwrite`, and a
+    folder of this writer's own kind: `expected_names`, `required_names`, never one of the
+    `protected` paths or a folder holding one), checked before anything is written, and
+    only after the write succeeded; nothing outside `target` (and its staging sibling) is
+    touched. Locally the staging folder is renamed into place; on an object store its files
+    are copied with `marker` last (module docstring). Returns `target`.
     """
     target = os.fspath(target).rstrip("/")
-    if exists(target) and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite to replace it")
+    check_replaceable(target, marker, overwrite, expected_names, required_names, protected)
     parent = dirname(target)
     if parent and not exists(parent):
         makedirs(parent)
@@ -258,6 +337,8 @@ def publish_dir(target, write_fn, marker, overwrite=False):
         write_fn(staging)
         if not exists(join(staging, marker)):
             raise RuntimeError(f"writing {target} left no {marker}")
+        # Again: the target may have changed during the write.
+        check_replaceable(target, marker, overwrite, expected_names, required_names, protected)
         if is_local(target):
             if exists(target):
                 old = temporary_name(target)

@@ -176,6 +176,65 @@ def test_on_an_object_store_the_marker_is_written_last(ram, monkeypatch):
     assert copied[-1] == "saved_model.pb"
 
 
+EXPORT = dict(expected_names={"saved_model.pb", "variables"})
+
+
+def test_publish_dir_replaces_only_a_folder_of_its_own_kind(root):
+    """overwrite replaces an earlier folder of the writer's kind, never one holding files it
+    does not write, a file, or a folder holding what the command reads (protected)."""
+    target = fileio.join(root, "export")
+    fileio.write_text(fileio.join(target, "saved_model.pb"), "mine")
+    fileio.write_text(fileio.join(target, "notes.txt"), "the user's")
+    new = _writer({"saved_model.pb": "v2"})
+    with pytest.raises(FileExistsError, match="holds notes.txt, which this command does not"):
+        fileio.publish_dir(target, new, "saved_model.pb", overwrite=True, **EXPORT)
+    assert fileio.read_text(fileio.join(target, "notes.txt")) == "the user's"
+    with pytest.raises(FileExistsError, match="holds export"):   # its parent
+        fileio.publish_dir(root, new, "saved_model.pb", overwrite=True, **EXPORT)
+    with pytest.raises(FileExistsError, match="has no conversion.json"):
+        fileio.publish_dir(target, new, "saved_model.pb", overwrite=True,
+                           required_names=("saved_model.pb", "conversion.json"))
+    user_file = fileio.join(root, "model.bin")
+    fileio.write_text(user_file, "weights")
+    with pytest.raises(FileExistsError, match="is a file"):
+        fileio.publish_dir(user_file, new, "saved_model.pb", overwrite=True, **EXPORT)
+    assert fileio.read_text(user_file) == "weights"
+    # What the command reads: never replaced, nor a folder holding it, overwrite or not.
+    model = fileio.join(root, "runs", "voc")
+    fileio.write_text(fileio.join(model, "config.json"), "{}")
+    for folder in (model, fileio.join(root, "runs"), fileio.join(model, "..", "..")):
+        with pytest.raises(FileExistsError, match="is or contains"):
+            fileio.publish_dir(folder, new, "saved_model.pb", overwrite=True,
+                               protected=[fileio.join(model, "checkpoints", "ckpt-1")])
+    assert fileio.read_text(fileio.join(model, "config.json")) == "{}"
+    # An earlier folder of its kind is replaced, and a folder inside the protected one is fine.
+    fileio.remove(fileio.join(target, "notes.txt"))
+    fileio.publish_dir(target, new, "saved_model.pb", overwrite=True, protected=[model],
+                       **EXPORT)
+    assert fileio.read_text(fileio.join(target, "saved_model.pb")) == "v2"
+    inside = fileio.join(model, "export")
+    fileio.publish_dir(inside, new, "saved_model.pb", protected=[model], **EXPORT)
+    assert fileio.listdir(model) == ["config.json", "export"]
+
+
+def test_publish_dir_replaces_an_empty_folder(tmp_path):
+    (tmp_path / "1").mkdir()
+    fileio.publish_dir(str(tmp_path / "1"), _writer({"saved_model.pb": "pb"}),
+                       "saved_model.pb", overwrite=True, **EXPORT)
+    assert (tmp_path / "1" / "saved_model.pb").read_text() == "pb"
+
+
+def test_output_stems_stay_inside_and_never_collide():
+    names = ["../../x.jpg", "/etc/passwd", "a\\b.png", "..", ".hidden.jpg", "a/x.jpg",
+             "b/x.jpg", "X.JPG", "p q.png", "c\x00d.png", ""]
+    stems = fileio.output_stems(names)
+    assert stems == ["x", "passwd", "b", "image", "hidden", "x-2", "x-3", "X-4", "p q",
+                     "c_d", "image-2"]
+    assert fileio.output_stems(["a/x.jpg", "x-2.png", "b/x.jpg"]) == ["x", "x-2", "x-3"]
+    assert fileio.output_stems(["x.jpg"], taken=lambda s: s == "x") == ["x-2"]
+    assert len(fileio.output_stems(["y" * 1000])[0]) == 200
+
+
 # ---------------------------------------------------------------------------- checkpoints
 
 def _manager(directory):

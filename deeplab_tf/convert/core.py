@@ -27,6 +27,12 @@ from deeplab_tf.modeling import resnet
 _NOT_VARIABLES = ("_CHECKPOINTABLE_OBJECT_GRAPH",)
 # Optimizer and step state: reported as a count (listed in conversion.json), never mapped.
 _STATE_MARKERS = (".OPTIMIZER_SLOT", "/Momentum", "global_step", "save_counter", "/Adam")
+# A converted model_dir, and nothing else, may be replaced (overwrite): it holds
+# conversion.json and config.json, and no top-level name but these (a model_dir trained on
+# since has train/, eval/, ...: the user's work).
+CONVERSION = "conversion.json"
+CONVERTED_NAMES = frozenset({model_dir.CONFIG, model_dir.DATASET, model_dir.CHECKPOINTS,
+                             CONVERSION})
 
 
 @dataclasses.dataclass
@@ -146,8 +152,7 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     Returns:
       a `Conversion`.
     """
-    if fileio.exists(output_dir) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists (overwrite replaces it)")
+    check_output_dir(output_dir, overwrite, checkpoint)   # before any work
     path = resolve_checkpoint(checkpoint)
     reader = fileio.checkpoint_reader(path)
     shapes = reader.get_variable_to_shape_map()
@@ -185,19 +190,30 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
                                       "activation")}
     result = Conversion(path, output_dir, dict(arch_out, num_classes=num_classes), mapped,
                         unmapped_checkpoint, unmapped_model)
-    write_model_dir(output_dir, config, metadata, model, result, overwrite)
+    write_model_dir(output_dir, config, metadata, model, result, overwrite, (checkpoint,))
     return result
 
 
-def write_model_dir(output_dir, config, metadata, model, result, overwrite=False):
+def check_output_dir(output_dir, overwrite, source):
+    """Refuses an output_dir that overwrite may not replace: one that is not a converted
+    model_dir (CONVERTED_NAMES), or is or holds the `source` checkpoint."""
+    fileio.check_replaceable(output_dir, model_dir.CONFIG, overwrite, CONVERTED_NAMES,
+                             (model_dir.CONFIG, CONVERSION), protected=(source,))
+
+
+def write_model_dir(output_dir, config, metadata, model, result, overwrite=False,
+                    protected=()):
     """config.json, dataset.json, checkpoints/ckpt-0 and conversion.json, all or nothing:
     written to a staging folder, then published (fileio.publish_dir) with config.json, the
-    file that makes a folder a model_dir for its readers, last."""
+    file that makes a folder a model_dir for its readers, last. `overwrite` replaces only
+    a converted model_dir (check_output_dir), never one holding a `protected` path."""
     def write(staging):
         model_dir.write_config(staging, config, metadata)
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                                              model_dir.checkpoint_dir(staging), max_to_keep=1)
         manager.save(checkpoint_number=0)
         report = dict(dataclasses.asdict(result), unmapped_state=result.unmapped_state)
-        fileio.write_json(fileio.join(staging, "conversion.json"), report, indent=1)
-    fileio.publish_dir(output_dir, write, model_dir.CONFIG, overwrite=overwrite)
+        fileio.write_json(fileio.join(staging, CONVERSION), report, indent=1)
+    fileio.publish_dir(output_dir, write, model_dir.CONFIG, overwrite=overwrite,
+                       expected_names=CONVERTED_NAMES,
+                       required_names=(model_dir.CONFIG, CONVERSION), protected=protected)

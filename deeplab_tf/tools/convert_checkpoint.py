@@ -39,7 +39,9 @@ flags.DEFINE_list("class_names", None, "Class names for dataset.json (default: V
                   "classes, Cityscapes' for 19, else class_N).")
 flags.DEFINE_boolean("allow_partial", False, "Write the model_dir even if model variables "
                      "are missing from the checkpoint (e.g. an ImageNet backbone only).")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --output_dir.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing --output_dir, only if it is "
+                     "a model_dir converted before (conversion.json, nothing else added) "
+                     "and does not hold --checkpoint.")
 check_flags(output_stride=["output_stride"], positive=["num_classes"])
 
 

@@ -11,7 +11,9 @@ JPEG/PNG bytes (EXIF orientation not applied) and returns `labels` padded with 2
 largest image plus `image_sizes`; `predict_images` takes uint8 [N, H, W, 3]. Class names
 and the colour map are stored in the SavedModel. Unset options come from the model_dir's
 config.json `export` section. The export is written to a temporary directory and renamed;
-an existing --export_dir is replaced only with --overwrite.
+an existing --export_dir is replaced only with --overwrite, and only if it is an earlier
+export (saved_model.pb, fingerprint.pb, variables/, assets/ and nothing else): a model_dir,
+a folder holding it or any other folder is refused before any work.
 """
 import sys
 
@@ -25,7 +27,8 @@ flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.js
 flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
 flags.DEFINE_string("export_dir", None, "SavedModel directory to write; for TF Serving "
                     "BASE/VERSION, e.g. models/deeplab/1.", required=True)
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir, only if it is "
+                     "an earlier export (nothing but a SavedModel's files in it).")
 flags.DEFINE_integer("output_stride", None, "Output stride baked into the graph (8: best "
                      "quality, 16: ~3x faster). Default: config export.output_stride.")
 flags.DEFINE_list("inference_scales", None, "Scales averaged at inference, e.g. "

@@ -6,7 +6,8 @@
 --model is a model_dir (the latest checkpoint unless --checkpoint; inference options from
 flags or the config's `eval` section) or a SavedModel from deeplab-export (options baked
 in at export); which one is detected. --input takes files, directories (their image files,
-not recursive) and globs, comma-separated. For each image STEM it writes, by --outputs:
+not recursive) and globs, comma-separated. For each image STEM it writes, by --outputs
+(STEM-2, STEM-3... when stems repeat, or when an output would replace an input):
   STEM_mask.png     the classes in the dataset's colours (VOC, Cityscapes or custom)
   STEM_overlay.png  the colours blended over the photo (--alpha)
   STEM_label.png    raw class ids, single channel (what evaluation compares)
@@ -69,15 +70,18 @@ def list_inputs(entries):
     return paths, problems
 
 
-def output_stems(paths):
-    """A unique output name per input: its stem, with -2, -3... when stems repeat."""
+def output_stems(paths, output_dir=None, outputs=OUTPUTS):
+    """A unique output name per input (fileio.output_stems): its stem, with -2, -3... when
+    stems repeat (a/x.jpg, b/x.jpg), or when an output STEM_KIND.png in `output_dir` would
+    be one of the inputs (an output never replaces an input)."""
     from deeplab_tf import fileio
-    stems, seen = [], {}
-    for path in paths:
-        stem = fileio.stem(path)
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return stems
+    inputs = {fileio.absolute(p) for p in paths}
+
+    def taken(stem):
+        return output_dir is not None and any(
+            fileio.absolute(fileio.join(output_dir, f"{stem}_{kind}.png")) in inputs
+            for kind in outputs)
+    return fileio.output_stems(paths, taken)
 
 
 def main(argv):
@@ -110,7 +114,7 @@ def main(argv):
     fileio.makedirs(FLAGS.output_dir)
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     done = 0
-    for path, stem in zip(paths, output_stems(paths)):
+    for path, stem in zip(paths, output_stems(paths, FLAGS.output_dir, FLAGS.outputs)):
         out = fileio.join(FLAGS.output_dir, stem)
         try:
             rgb, labels, _ = segmenter.segment_file(path, FLAGS.max_pixels or None)

@@ -148,15 +148,20 @@ def after_training(config, model_dir):
     if t.then_export:
         from deeplab_tf import export_lib
         export_dir = fileio.join(model_dir, "export")
-        export_lib.export_model_dir(model_dir, export_dir, overwrite=True)
-        artifacts.append(("SavedModel", export_dir))
+        try:   # replaces only an earlier export there (export_lib.SAVED_MODEL_NAMES)
+            export_lib.export_model_dir(model_dir, export_dir, overwrite=True)
+            artifacts.append(("SavedModel", export_dir))
+        except FileExistsError as e:
+            print(f"\nerror: train.then_export: not exported: {e}", file=sys.stderr)
     if t.then_predict:
         artifacts.append(("predictions", write_predictions(config, model_dir, t.then_predict)))
     return artifacts
 
 
 def write_predictions(config, model_dir, count):
-    """Coloured masks and overlays of the first `count` validation images."""
+    """Coloured masks and overlays of the first `count` validation images, named by the
+    records' stored file names made safe (fileio.output_stems: never outside the folder,
+    never two images on one file)."""
     import numpy as np
     import tensorflow as tf
     from deeplab_tf import visualize
@@ -167,16 +172,16 @@ def write_predictions(config, model_dir, count):
     fileio.makedirs(out_dir)
     colormap = segmenter.metadata.colormap()
     records = tf.data.TFRecordDataset(pipeline.list_files(config.data.eval_records))
-    for serialized in records.take(count):
-        features = tfrecord.parse_example(serialized)
+    examples = [tfrecord.parse_example(serialized) for serialized in records.take(count)]
+    names = [e[tfrecord.IMAGE_FILENAME].numpy().decode("utf-8", "replace") for e in examples]
+    for features, stem in zip(examples, fileio.output_stems(names)):
         image = tfrecord.decode_image(features[tfrecord.IMAGE_ENCODED]).numpy()
         truth = tfrecord.decode_label(features[tfrecord.LABEL_ENCODED]).numpy()[..., 0]
-        name = features[tfrecord.IMAGE_FILENAME].numpy().decode()
         labels, _ = segmenter.segment(image)
         row = np.concatenate([image, visualize.colorize(truth, colormap),
                               visualize.colorize(labels, colormap),
                               visualize.overlay(image, labels, colormap)], axis=1)
-        fileio.save_image(fileio.join(out_dir, f"{name}.png"), row)
+        fileio.save_image(fileio.join(out_dir, f"{stem}.png"), row)
     return out_dir
 
 

@@ -283,8 +283,8 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
         except (OSError, tf.errors.OpError) as e:
             cause = getattr(e, "message", None) or str(e)
             raise ResultsWriteError(
-                f"could not write the results of step {step} (mIoU {result['miou']}, pixel "
-                f"accuracy {result['pixel_accuracy']}) to {output_dir}: {cause}", result) from e
+                f"could not write the results of step {step} (mIoU {result['miou']:.4f}, pixel "
+                f"accuracy {result['pixel_accuracy']:.4f}) to {output_dir}: {cause}", result) from e
         if watch and step >= config.train.steps:
             break
     return records
@@ -292,8 +292,8 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
 
 def print_result(result, step):
     """The mIoU, pixel accuracy and per-class IoU of one evaluation, on stdout."""
-    print(f"step {step}: mIoU {result['miou']}, pixel accuracy {result['pixel_accuracy']} "
-          f"on {result['images']} images")
+    print(f"step {step}: mIoU {result['miou']:.4f}, pixel accuracy "
+          f"{result['pixel_accuracy']:.4f} on {result['images']} images")
     for name, iou in result["per_class_iou"].items():
         print(f"  {name:<20} {'-' if iou is None else f'{iou:.4f}'}", flush=True)
 

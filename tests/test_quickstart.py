@@ -33,7 +33,7 @@ def test_quickstart_end_to_end(tmp_path):
     run = tmp_path / "runs" / "quickstart"
     record = json.loads((run / "eval" / "results.json").read_text())
     assert record["step"] == 4 and record["images"] == 4
-    assert "val mIoU" in result.stdout and "striped_disc" in result.stdout
+    assert "step 4: mIoU" in result.stdout and "striped_disc" in result.stdout
     for name in ("checkpoint", "SavedModel", "predictions", "per-class IoU chart"):
         assert name in result.stdout
     assert (run / "export" / "saved_model.pb").exists()

@@ -136,11 +136,11 @@ def after_training(config, model_dir):
     t, artifacts = config.train, []
     if t.then_evaluate:
         from deeplab_tf import eval_lib
-        dataset = eval_lib.records_dataset(config.data.eval_records)
-        record = eval_lib.run_evaluation(model_dir, dataset)[-1]
-        print(f"\nval mIoU {record['miou']:.4f}, pixel accuracy {record['pixel_accuracy']:.4f}")
-        for name, iou in record["per_class_iou"].items():
-            print(f"  {name:<20} {'-' if iou is None else f'{iou:.4f}'}")
+        from deeplab_tf import model_dir as model_dir_lib
+        _, metadata = model_dir_lib.read_config(model_dir)
+        dataset = eval_lib.records_dataset(config.data.eval_records, metadata, model_dir)
+        # prints the mIoU and the per-class table, then writes the results
+        eval_lib.run_evaluation(model_dir, dataset)
         eval_dir = fileio.join(model_dir, "eval")
         artifacts += [("eval results", fileio.join(eval_dir, "results.json")),
                       ("per-class IoU chart", fileio.join(eval_dir, "class_iou.png")),

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from deeplab_tf import fileio
+from deeplab_tf import fileio, publish
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.data.tfrecord import decode_image, image_size
 from deeplab_tf.errors import short_message
@@ -43,7 +43,7 @@ from deeplab_tf.inference import Protocol, predict_probabilities
 SAVED_MODEL_MARKER = "saved_model.pb"
 # What tf.saved_model.save writes at a SavedModel's top level: with --overwrite, a folder
 # holding anything else (a model_dir, a parent folder, TF Serving's assets.extra warmup
-# requests) is the user's, and is refused (fileio.check_replaceable).
+# requests) is the user's, and is refused (publish.check_replaceable).
 SAVED_MODEL_NAMES = frozenset({SAVED_MODEL_MARKER, "fingerprint.pb", "variables", "assets"})
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).
@@ -148,14 +148,14 @@ def _check_export_dir(export_dir, overwrite, protected):
     if fileio.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} exists: pass overwrite (--overwrite) or "
                               f"another --export_dir")
-    fileio.check_replaceable(export_dir, SAVED_MODEL_MARKER, overwrite, SAVED_MODEL_NAMES,
+    publish.check_replaceable(export_dir, SAVED_MODEL_MARKER, overwrite, SAVED_MODEL_NAMES,
                              protected=protected)
 
 
 def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
                        overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, protected=()):
     """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
-    (fileio.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
+    (publish.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
     a failed write (ExportError) leaves nothing and an earlier export intact. `overwrite`
     replaces only an earlier export (no top-level name outside SAVED_MODEL_NAMES), never a
     folder that is or holds one of the `protected` paths. For TF Serving, export to
@@ -170,9 +170,9 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
             "serving_default": module.serve_bytes, "predict_images": module.predict_images},
             options=_SAVE_OPTIONS)
     # Readers (TF Serving, tf.saved_model.load) need saved_model.pb: the marker, published
-    # last (fileio.publish_dir).
+    # last (publish.publish_dir).
     try:
-        fileio.publish_dir(export_dir, write, SAVED_MODEL_MARKER, overwrite=overwrite,
+        publish.publish_dir(export_dir, write, SAVED_MODEL_MARKER, overwrite=overwrite,
                            expected_names=SAVED_MODEL_NAMES, protected=protected)
     except (tf.errors.OpError, OSError) as e:   # disk full, file size limit, ...
         raise ExportError(f"writing the SavedModel {export_dir} failed ({type(e).__name__}: "

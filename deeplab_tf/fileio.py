@@ -8,11 +8,11 @@ and a delete, and a "directory" is only a name prefix. So:
   * a file (`write_bytes`, `write_text`, `write_json`) is complete or absent: locally it is
     written under a hidden temporary name in the same folder and renamed; on an object
     store an object only appears when its upload completes (`GFile.close`);
-  * a folder (`publish_dir`: a SavedModel, a converted checkpoint) is written under a hidden
+  * a folder (`publish.publish_dir`: a SavedModel, a converted model_dir) goes under a hidden
     staging name first; locally it is then renamed into place; on an object store its
     files are copied to the target with the folder's marker (the file readers check:
     `saved_model.pb`, `checkpoint`) written last, and readers trust only a folder whose
-    marker exists (`published`).
+    marker exists (`publish.published`).
 Datasets (data/writer.py) and checkpoints (TF's CheckpointManager) follow the same rule:
 the manifest, the `checkpoint` state file is the object written last.
 
@@ -90,6 +90,15 @@ def absolute(path):
     """A local path made absolute (for messages and configs); other paths unchanged."""
     path = os.fspath(path)
     return os.path.abspath(path) if is_local(path) else path
+
+
+def normalized(path):
+    """`path` for comparisons: local ones absolute with links resolved, others normalized."""
+    path = os.fspath(path)
+    if is_local(path):
+        return os.path.realpath(path)
+    scheme_end = path.index("://") + 3
+    return path[:scheme_end] + posixpath.normpath(path[scheme_end:]).lstrip("/")
 
 
 def glob_escape(path):
@@ -253,118 +262,6 @@ def save_figure(path, figure, **kwargs):
     buf = io.BytesIO()
     figure.savefig(buf, format="png", **kwargs)
     return write_bytes(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------- folders
-
-def published(path, marker):
-    """True when the folder `path` is complete: its marker file exists."""
-    return exists(join(path, marker))
-
-
-def _normalized(path):
-    """`path` for comparisons: local ones absolute with links resolved, others normalized."""
-    path = os.fspath(path)
-    if is_local(path):
-        return os.path.realpath(path)
-    scheme_end = path.index("://") + 3
-    return path[:scheme_end] + posixpath.normpath(path[scheme_end:]).lstrip("/")
-
-
-def _within(path, folder):
-    """True when `path` is `folder` or lies inside it (both normalized)."""
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def check_replaceable(target, marker, overwrite=False, expected_names=None,
-                      required_names=None, protected=()):
-    """The one rule for replacing a folder (publish_dir applies it; callers also apply it
-    before long work): a command replaces only what it created itself. So an existing
-    `target` is replaced only with `overwrite`, and only when it is a folder that is empty
-    or holds each of `required_names` (default: `marker`) and no top-level name outside
-    `expected_names` (the names the writer itself creates; None: any); and never when it is,
-    or holds, one of the `protected` paths (what the command reads, e.g. the model_dir being
-    exported), whether it exists or not. Raises FileExistsError naming the target and why."""
-    target = os.fspath(target).rstrip("/")
-    normal = _normalized(target)
-    for path in protected:
-        if path and _within(_normalized(path), normal):
-            raise FileExistsError(f"{target} is or contains {os.fspath(path)}, which this "
-                                  f"command reads: refusing to replace it; choose another "
-                                  f"output folder")
-    if not exists(target):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite to replace it")
-    if not isdir(target):
-        raise FileExistsError(f"{target} is a file, not a folder this command wrote: "
-                              f"refusing to replace it")
-    names = set(listdir(target))
-    if not names:
-        return
-    required = {marker} if required_names is None else set(required_names)
-    missing = sorted(required - names)
-    foreign = sorted(names - set(expected_names)) if expected_names is not None else []
-    if missing or foreign:
-        why = [f"it has no {', '.join(missing)}"] if missing else []
-        if foreign:
-            why.append(f"it holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}"
-                       f", which this command does not write")
-        why = "; ".join(why)
-        raise FileExistsError(f"{target} is not a folder this command wrote ({why}): "
-                              f"refusing to replace it; choose another output folder, or "
-                              f"move its contents away")
-
-
-def publish_dir(target, write_fn, marker, overwrite=False, expected_names=None,
-                required_names=None, protected=()):
-    """Writes a folder with `write_fn(staging_path)` and publishes it at `target`.
-
-    An existing target is replaced only as `check_replaceable` allows (`overwrite`, and a
-    folder of this writer's own kind: `expected_names`, `required_names`, never one of the
-    `protected` paths or a folder holding one), checked before anything is written, and
-    only after the write succeeded; nothing outside `target` (and its staging sibling) is
-    touched. Locally the staging folder is renamed into place; on an object store its files
-    are copied with `marker` last (module docstring). Returns `target`.
-    """
-    target = os.fspath(target).rstrip("/")
-    check_replaceable(target, marker, overwrite, expected_names, required_names, protected)
-    parent = dirname(target)
-    if parent and not exists(parent):
-        makedirs(parent)
-    staging = temporary_name(target)
-    try:
-        write_fn(staging)
-        if not exists(join(staging, marker)):
-            raise RuntimeError(f"writing {target} left no {marker}")
-        # Again: the target may have changed during the write.
-        check_replaceable(target, marker, overwrite, expected_names, required_names, protected)
-        if is_local(target):
-            if exists(target):
-                old = temporary_name(target)
-                os.replace(target, old)
-                os.replace(staging, target)
-                rmtree(old)
-            else:
-                os.replace(staging, target)
-        else:
-            rmtree(target)
-            _copy_tree(staging, target, marker)
-    finally:
-        rmtree(staging)
-    return target
-
-
-def _copy_tree(src, dst, last):
-    """Copies folder `src` (on an object store) to `dst`, its top-level `last` at the end."""
-    for folder, _, files in walk(src):
-        rel = folder[len(src):].strip("/")
-        out = join(dst, rel) if rel else dst
-        makedirs(out)
-        for name in files:
-            if rel or name != last:
-                copy(join(folder, name), join(out, name), overwrite=True)
-    copy(join(src, last), join(dst, last), overwrite=True)
 
 
 # ---------------------------------------------------------------------------- checkpoints

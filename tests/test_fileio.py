@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio
+from deeplab_tf import checkpointing, fileio, publish
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "deeplab_tf"
 
@@ -145,20 +145,20 @@ def _writer(files):
 
 def test_publish_dir_replaces_only_after_a_complete_write(root):
     target = fileio.join(root, "export", "1")
-    fileio.publish_dir(target, _writer({"saved_model.pb": "v1", "variables/v": "1"}),
+    publish.publish_dir(target, _writer({"saved_model.pb": "v1", "variables/v": "1"}),
                        "saved_model.pb")
     with pytest.raises(FileExistsError):
-        fileio.publish_dir(target, _writer({"saved_model.pb": "v2"}), "saved_model.pb")
+        publish.publish_dir(target, _writer({"saved_model.pb": "v2"}), "saved_model.pb")
 
     def failing(staging):
         fileio.write_text(fileio.join(staging, "variables", "v"), "half")
         raise OSError("disk full")
     with pytest.raises(OSError, match="disk full"):
-        fileio.publish_dir(target, failing, "saved_model.pb", overwrite=True)
+        publish.publish_dir(target, failing, "saved_model.pb", overwrite=True)
     with pytest.raises(RuntimeError, match="no saved_model.pb"):
-        fileio.publish_dir(target, _writer({"other": "x"}), "saved_model.pb", overwrite=True)
+        publish.publish_dir(target, _writer({"other": "x"}), "saved_model.pb", overwrite=True)
     assert fileio.read_text(fileio.join(target, "variables", "v")) == "1"  # old one intact
-    fileio.publish_dir(target, _writer({"saved_model.pb": "v2", "variables/v": "2"}),
+    publish.publish_dir(target, _writer({"saved_model.pb": "v2", "variables/v": "2"}),
                        "saved_model.pb", overwrite=True)
     assert fileio.read_text(fileio.join(target, "saved_model.pb")) == "v2"
     assert fileio.listdir(fileio.join(root, "export")) == ["1"]   # no staging left behind
@@ -169,7 +169,7 @@ def test_on_an_object_store_the_marker_is_written_last(ram, monkeypatch):
     real_copy = fileio.copy
     monkeypatch.setattr(fileio, "copy", lambda s, d, overwrite=False: (
         copied.append(fileio.basename(d)), real_copy(s, d, overwrite)))
-    fileio.publish_dir(fileio.join(ram, "m"), _writer(
+    publish.publish_dir(fileio.join(ram, "m"), _writer(
         {"saved_model.pb": "pb", "fingerprint.pb": "f", "variables/variables.index": "i"}),
         "saved_model.pb")
     assert sorted(copied) == ["fingerprint.pb", "saved_model.pb", "variables.index"]
@@ -187,39 +187,39 @@ def test_publish_dir_replaces_only_a_folder_of_its_own_kind(root):
     fileio.write_text(fileio.join(target, "notes.txt"), "the user's")
     new = _writer({"saved_model.pb": "v2"})
     with pytest.raises(FileExistsError, match="holds notes.txt, which this command does not"):
-        fileio.publish_dir(target, new, "saved_model.pb", overwrite=True, **EXPORT)
+        publish.publish_dir(target, new, "saved_model.pb", overwrite=True, **EXPORT)
     assert fileio.read_text(fileio.join(target, "notes.txt")) == "the user's"
     with pytest.raises(FileExistsError, match="holds export"):   # its parent
-        fileio.publish_dir(root, new, "saved_model.pb", overwrite=True, **EXPORT)
+        publish.publish_dir(root, new, "saved_model.pb", overwrite=True, **EXPORT)
     with pytest.raises(FileExistsError, match="has no conversion.json"):
-        fileio.publish_dir(target, new, "saved_model.pb", overwrite=True,
+        publish.publish_dir(target, new, "saved_model.pb", overwrite=True,
                            required_names=("saved_model.pb", "conversion.json"))
     user_file = fileio.join(root, "model.bin")
     fileio.write_text(user_file, "weights")
     with pytest.raises(FileExistsError, match="is a file"):
-        fileio.publish_dir(user_file, new, "saved_model.pb", overwrite=True, **EXPORT)
+        publish.publish_dir(user_file, new, "saved_model.pb", overwrite=True, **EXPORT)
     assert fileio.read_text(user_file) == "weights"
     # What the command reads: never replaced, nor a folder holding it, overwrite or not.
     model = fileio.join(root, "runs", "voc")
     fileio.write_text(fileio.join(model, "config.json"), "{}")
     for folder in (model, fileio.join(root, "runs"), fileio.join(model, "..", "..")):
         with pytest.raises(FileExistsError, match="is or contains"):
-            fileio.publish_dir(folder, new, "saved_model.pb", overwrite=True,
+            publish.publish_dir(folder, new, "saved_model.pb", overwrite=True,
                                protected=[fileio.join(model, "checkpoints", "ckpt-1")])
     assert fileio.read_text(fileio.join(model, "config.json")) == "{}"
     # An earlier folder of its kind is replaced, and a folder inside the protected one is fine.
     fileio.remove(fileio.join(target, "notes.txt"))
-    fileio.publish_dir(target, new, "saved_model.pb", overwrite=True, protected=[model],
+    publish.publish_dir(target, new, "saved_model.pb", overwrite=True, protected=[model],
                        **EXPORT)
     assert fileio.read_text(fileio.join(target, "saved_model.pb")) == "v2"
     inside = fileio.join(model, "export")
-    fileio.publish_dir(inside, new, "saved_model.pb", protected=[model], **EXPORT)
+    publish.publish_dir(inside, new, "saved_model.pb", protected=[model], **EXPORT)
     assert fileio.listdir(model) == ["config.json", "export"]
 
 
 def test_publish_dir_replaces_an_empty_folder(tmp_path):
     (tmp_path / "1").mkdir()
-    fileio.publish_dir(str(tmp_path / "1"), _writer({"saved_model.pb": "pb"}),
+    publish.publish_dir(str(tmp_path / "1"), _writer({"saved_model.pb": "pb"}),
                        "saved_model.pb", overwrite=True, **EXPORT)
     assert (tmp_path / "1" / "saved_model.pb").read_text() == "pb"
 

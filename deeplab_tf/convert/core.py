@@ -19,7 +19,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import configs, fileio, model_dir
+from deeplab_tf import configs, fileio, model_dir, publish
 from deeplab_tf.data import metadata as metadata_lib
 from deeplab_tf.modeling import resnet
 
@@ -197,14 +197,14 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
 def check_output_dir(output_dir, overwrite, source):
     """Refuses an output_dir that overwrite may not replace: one that is not a converted
     model_dir (CONVERTED_NAMES), or is or holds the `source` checkpoint."""
-    fileio.check_replaceable(output_dir, model_dir.CONFIG, overwrite, CONVERTED_NAMES,
+    publish.check_replaceable(output_dir, model_dir.CONFIG, overwrite, CONVERTED_NAMES,
                              (model_dir.CONFIG, CONVERSION), protected=(source,))
 
 
 def write_model_dir(output_dir, config, metadata, model, result, overwrite=False,
                     protected=()):
     """config.json, dataset.json, checkpoints/ckpt-0 and conversion.json, all or nothing:
-    written to a staging folder, then published (fileio.publish_dir) with config.json, the
+    written to a staging folder, then published (publish.publish_dir) with config.json, the
     file that makes a folder a model_dir for its readers, last. `overwrite` replaces only
     a converted model_dir (check_output_dir), never one holding a `protected` path."""
     def write(staging):
@@ -214,6 +214,6 @@ def write_model_dir(output_dir, config, metadata, model, result, overwrite=False
         manager.save(checkpoint_number=0)
         report = dict(dataclasses.asdict(result), unmapped_state=result.unmapped_state)
         fileio.write_json(fileio.join(staging, CONVERSION), report, indent=1)
-    fileio.publish_dir(output_dir, write, model_dir.CONFIG, overwrite=overwrite,
+    publish.publish_dir(output_dir, write, model_dir.CONFIG, overwrite=overwrite,
                        expected_names=CONVERTED_NAMES,
                        required_names=(model_dir.CONFIG, CONVERSION), protected=protected)

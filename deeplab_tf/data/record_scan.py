@@ -86,36 +86,92 @@ def _count(path):
 def walk_shard(path):
     """(count, bad, spans) of a damaged shard: every frame checked by TF's reader."""
     reader = tf_record.tf_record_random_reader(path)
-    size = fileio.size(path)
-    offset, index, bad, spans = 0, 0, [], []
-    with fileio.open(path, "rb") as f:
-        while offset < size:
-            try:
-                record, end = reader.read(offset)
-            except tf.errors.DataLossError as e:
-                bad.append(BadRecord(path, index, offset, short_message(e)))
-                offset = _next_frame(reader, f, offset, size)
-            else:
-                spans.append((index, offset + 12, len(record)))
-                offset = end
-            index += 1
+    data = fileio.read_bytes(path)   # held once; candidate frame starts found in it
+    size = len(data)
+    offset, index, bad, spans, candidates = 0, 0, [], [], {}   # found once, if needed
+    while offset < size:
+        try:
+            record, end = reader.read(offset)
+        except tf.errors.DataLossError as e:
+            bad.append(BadRecord(path, index, offset, short_message(e)))
+            offset = _next_frame(reader, data, offset, candidates)
+        else:
+            spans.append((index, offset + 12, len(record)))
+            offset = end
+        index += 1
     return index, bad, spans
 
 
-def _next_frame(reader, f, offset, size):
+def _length_leads_on(reader, data, offset):
+    """Whether the bad record's length field gives the start of a valid record (or the
+    end of the file)."""
+    following = _following(data, offset)
+    return following is not None and (following == len(data) or (
+        following < len(data) and _reads(reader, following)))
+
+
+def _following(data, offset):
+    header = data[offset:offset + 8]
+    return offset + 16 + int.from_bytes(header, "little") if len(header) == 8 else None
+
+
+def _next_frame(reader, data, offset, candidates):
     """Where the record after the bad one at `offset` starts: after the frame its length
     field gives if a valid record (or the end of the file) is there, else at the next byte
-    from which a valid record reads; the end of the file if none."""
-    f.seek(offset)
-    header = f.read(8)
-    if len(header) == 8:
-        following = offset + 16 + int.from_bytes(header, "little")
-        if following == size or (following < size and _reads(reader, following)):
-            return following
-    for candidate in range(offset + 1, size - 16 + 1):
-        if _reads(reader, candidate):
-            return candidate
-    return size
+    from which a valid record reads; the end of the file if none. Only `candidates`
+    (frame_candidates, kept in the dict: where a header's CRC holds) can read, so only
+    those go to TF's reader."""
+    if _length_leads_on(reader, data, offset):
+        return _following(data, offset)
+    if "offsets" not in candidates:
+        candidates["offsets"] = frame_candidates(data)
+    candidates = candidates["offsets"]
+    for candidate in candidates[np.searchsorted(candidates, offset, side="right"):]:
+        if _reads(reader, int(candidate)):
+            return int(candidate)
+    return len(data)
+
+
+def _crc32c_table():
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0x82F63B78), table >> 1)
+    return table.astype(np.uint32)
+
+
+_CRC32C = _crc32c_table()
+
+
+def masked_crc32c_of_8(headers):
+    """The masked CRC32C (TFRecord's) of each row of `headers` (uint8 [n, 8]), vectorized:
+    one table lookup per byte for all rows at once."""
+    crc = np.full(len(headers), 0xFFFFFFFF, np.uint32)
+    for k in range(8):
+        crc = _CRC32C[(crc ^ headers[:, k]) & 0xFF] ^ (crc >> np.uint32(8))
+    crc ^= np.uint32(0xFFFFFFFF)
+    return (((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8))
+
+
+def frame_candidates(data, chunk=1 << 22):
+    """int64 offsets where a record can start: the length field fits in the file and the
+    4 bytes after it are its masked CRC32C. A superset of the readable frame starts (TF's
+    reader confirms each), found at NumPy speed."""
+    buf = np.frombuffer(data, np.uint8)
+    size, found = len(buf), []
+    for start in range(0, max(size - 15, 0), chunk):
+        stop = min(start + chunk, size - 15)       # offsets [start, stop): 16 bytes fit
+        window = np.lib.stride_tricks.sliding_window_view(buf[start:stop + 11], 12)
+        lengths = window[:, :8].copy().view("<u8").ravel()
+        offsets = np.arange(start, stop, dtype=np.int64)
+        fits = lengths <= (size - 16 - offsets).astype(np.uint64)
+        idx = np.flatnonzero(fits)
+        if not len(idx):
+            continue
+        rows = window[idx]
+        stored = rows[:, 8:12].copy().view("<u4").ravel()
+        hit = masked_crc32c_of_8(rows[:, :8]) == stored
+        found.append(offsets[idx[hit]])
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _reads(reader, offset):

@@ -29,6 +29,7 @@ import tensorflow as tf
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "training")]
 import inputs  # noqa: E402
+from files import snapshot  # noqa: E402
 from helpers import META, dataset_fn, tiny_config  # noqa: E402
 
 from deeplab_tf import checkpointing, train_lib  # noqa: E402
@@ -88,17 +89,6 @@ def warnings_of_training():
 
 
 # ----------------------------------------------------------------------------- fallbacks
-
-def snapshot(directory):
-    """{relative path: bytes} of every file under `directory`."""
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = f.read()
-    return out
-
 
 def _truncate(path, keep=0.5):
     with open(path, "r+b") as f:

@@ -16,18 +16,9 @@ from PIL import Image
 from conftest import REPO
 from test_inference import make_model_dir
 
+from .files import snapshot
+
 BIN = os.path.dirname(sys.executable)   # the console scripts, as users type them
-
-
-def snapshot(root):
-    """{relative path: bytes} of every file under `root`."""
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
 
 
 def _png(rng, shape=(20, 24, 3)):

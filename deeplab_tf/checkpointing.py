@@ -173,7 +173,7 @@ def _files_of(prefix):
     stats = {}
     for path in fileio.glob(pattern + ".*") + fileio.glob(pattern + "_temp*/*"):
         try:
-            stats[path] = (fileio.size(path), fileio.mtime_ns(path))
+            stats[path] = fileio.size_and_mtime_ns(path)
         except Exception as e:  # removed meanwhile (tf.errors.NotFoundError)
             if type(e).__name__ != "NotFoundError":
                 raise

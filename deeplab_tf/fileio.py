@@ -131,12 +131,11 @@ def isfile(path):
     return exists(path) and not isdir(path)
 
 
-def size(path):
-    return _gfile().stat(os.fspath(path)).length
-
-
-def mtime_ns(path):
-    return _gfile().stat(os.fspath(path)).mtime_nsec
+def size_and_mtime_ns(path):
+    """(bytes, modification time in ns) from one stat: one request on an object store.
+    ram:// reports the time as 0."""
+    stat = _gfile().stat(os.fspath(path))
+    return stat.length, stat.mtime_nsec
 
 
 def listdir(path):

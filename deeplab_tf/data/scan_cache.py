@@ -38,7 +38,7 @@ class Cache:
     def key(self, files):
         home = self.folders[0] if self.folders else None
         return [[fileio.basename(f) if fileio.dirname(f) == home else fileio.absolute(f),
-                 fileio.size(f), fileio.mtime_ns(f)] for f in files]
+                 *fileio.size_and_mtime_ns(f)] for f in files]
 
     def path(self, folder, kind, key):
         digest = hashlib.sha256(json.dumps([kind, key]).encode()).hexdigest()[:24]

@@ -124,20 +124,18 @@ def main(argv):
     # by default: --mixed_precision is about training (a float16 SavedModel is a choice,
     # made with deeplab-export --mixed_precision).
     keras.mixed_precision.set_global_policy("float32")
-    artifacts += after_training(config, FLAGS.model_dir)
+    artifacts += after_training(config, FLAGS.model_dir, metadata)
     print(f"\ndone in {time.time() - start:.0f} s. Artifacts:")
     for name, path in artifacts:
         print(f"  {name:<22} {path}")
 
 
-def after_training(config, model_dir):
+def after_training(config, model_dir, metadata):
     """The quickstart's follow-up (train.then_*): evaluation with the per-class table, a
     SavedModel, coloured predictions of a few validation images. Returns the artifacts."""
     t, artifacts = config.train, []
     if t.then_evaluate:
         from deeplab_tf import eval_lib
-        from deeplab_tf import model_dir as model_dir_lib
-        _, metadata = model_dir_lib.read_config(model_dir)
         dataset = eval_lib.records_dataset(config.data.eval_records, metadata, model_dir)
         # prints the mIoU and the per-class table, then writes the results
         eval_lib.run_evaluation(model_dir, dataset)

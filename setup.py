@@ -62,6 +62,19 @@ def arguments(tensorflow):
                     "on TensorFlow",
         long_description=open("README.md", encoding="utf-8").read(),
         long_description_content_type="text/markdown",
+        license="Apache-2.0",
+        license_files=["LICENSE"],
+        classifiers=[
+            "Development Status :: 4 - Beta",
+            "Intended Audience :: Science/Research",
+            "Intended Audience :: Developers",
+            "Operating System :: OS Independent",
+            "Programming Language :: Python :: 3",
+            "Programming Language :: Python :: 3.11",
+            "Topic :: Scientific/Engineering :: Artificial Intelligence",
+            "Topic :: Scientific/Engineering :: Image Recognition",
+        ],
+        keywords="deeplab deeplabv3 semantic-segmentation atrous-convolution aspp tensorflow keras",
         python_requires=">=3.10",
         packages=find_packages(include=["deeplab_tf", "deeplab_tf.*", "experiments"]),
         install_requires=tensorflow + [
@@ -69,14 +82,16 @@ def arguments(tensorflow):
             "numpy",
             "absl-py",
             "pillow",
-            "tensorflow-datasets",
             "tensorboard",
             "matplotlib",
         ],
         extras_require={
             # Everything the test suite needs, so that no test skips for a missing package
             # (pyyaml: the deploy/ specs are parsed as Kubernetes and Vertex AI read them).
-            "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "pycocotools", "pyyaml"],
+            "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "pycocotools", "pyyaml",
+                     "tensorflow-datasets"],
+            # `deeplab-build-data tfds` (TensorFlow Datasets, ~220 MB with pyarrow).
+            "tfds": ["tensorflow-datasets"],
             # COCO conversion (`deeplab-build-data coco_voc`).
             "coco": ["pycocotools"],
             # SBD conversion reads MATLAB .mat files.

@@ -46,6 +46,7 @@ import sys
 from absl import app, flags
 
 from deeplab_tf import fileio
+from deeplab_tf.extras import MissingExtraError
 from deeplab_tf.data import converters
 from deeplab_tf.data.manifest import MANIFEST, DatasetError
 
@@ -143,7 +144,7 @@ def main(argv):
         raise app.UsageError(f"{dataset} needs {', '.join('--' + f for f in missing)}")
     try:
         manifest = module.convert(**kwargs)
-    except DatasetError as e:
+    except (DatasetError, MissingExtraError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for split in kwargs.get("splits") or module.DEFAULT_SPLITS or manifest["splits"]:

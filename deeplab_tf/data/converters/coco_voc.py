@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from deeplab_tf import fileio
+from deeplab_tf import extras, fileio
 from deeplab_tf.data import writer
 from deeplab_tf.data.converters import inputs
 from deeplab_tf.data.metadata import VOC
@@ -67,7 +67,7 @@ def _image_path(root, split, file_name, folders):
 def _read_coco(path):
     """pycocotools' COCO index of an annotation file read through fileio (COCO(path) would
     open only local files)."""
-    from pycocotools.coco import COCO  # optional dependency: only this converter needs it
+    COCO = extras.require("pycocotools.coco", "deeplab-build-data coco_voc").COCO
     if not fileio.isfile(path):
         raise writer.DatasetError("COCO annotation file not found", path, "missing_file")
     try:
@@ -115,7 +115,7 @@ def list_split(root, split, annotation_files):
 
 def coco_label(height, width, anns):
     """The VOC label of one COCO image from its annotations (see the module docstring)."""
-    from pycocotools.coco import COCO
+    COCO = extras.require("pycocotools.coco", "deeplab-build-data coco_voc").COCO
     coco = COCO()  # annToMask needs only the image size, looked up by image_id
     coco.imgs = {0: {"height": height, "width": width}}
     label = np.zeros((height, width), np.uint8)

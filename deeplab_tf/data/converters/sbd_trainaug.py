@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from deeplab_tf import fileio
+from deeplab_tf import extras, fileio
 from deeplab_tf.data import writer
 from deeplab_tf.data.converters import inputs, voc2012
 from deeplab_tf.data.metadata import VOC
@@ -42,7 +42,7 @@ def find_sbd_root(root):
 
 def read_sbd_label(path):
     """`GTcls.Segmentation` of an SBD cls/*.mat file, as uint8 class ids."""
-    from scipy.io import loadmat  # optional dependency: only this converter needs it
+    loadmat = extras.require("scipy.io", "deeplab-build-data sbd_trainaug").loadmat
     data = inputs.read_bytes(path)
     try:
         segmentation = loadmat(io.BytesIO(data))["GTcls"][0, 0]["Segmentation"]

@@ -10,6 +10,7 @@ import functools
 
 import numpy as np
 
+from deeplab_tf import extras
 from deeplab_tf.data import writer
 from deeplab_tf.data.metadata import IGNORE_LABEL, DatasetMetadata
 
@@ -71,7 +72,7 @@ def load_example(example_item, table=None):
 
 def _examples(dataset, split, image_key, mask_key):
     """Streams a TFDS split as (name, image, mask) items."""
-    import tensorflow_datasets as tfds
+    tfds = extras.require("tensorflow_datasets", "deeplab-build-data tfds")
     for index, example in enumerate(tfds.as_numpy(dataset)):
         if index == 0:
             for key in (image_key, mask_key):
@@ -104,7 +105,8 @@ def convert(tfds_name, output_dir, splits=DEFAULT_SPLITS, image_key="image",
       label_map: {mask value: class id}; values not listed are errors. Default: identity.
       class_names: names in class id order (default class_0..N-1 from the label map).
     """
-    import tensorflow_datasets as tfds  # heavy; only this converter needs it
+    # heavy (~220 MB with pyarrow) and only this converter needs it: the [tfds] extra
+    tfds = extras.require("tensorflow_datasets", "deeplab-build-data tfds")
     metadata = make_metadata(tfds_name.split(":")[0], label_map, class_names)
     try:
         builder = tfds.builder(tfds_name, data_dir=data_dir)

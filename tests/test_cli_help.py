@@ -1,5 +1,6 @@
-"""Every console script's --help is complete: its description and all of its flags,
-also when run as the installed console script (whose __main__ is setuptools' wrapper)."""
+"""Every console script's --help is complete: its description and every flag its parser
+accepts (also those defined outside the tool's module, like --mixed_precision), when run as
+the installed console script (whose __main__ is setuptools' wrapper)."""
 import importlib.metadata
 import json
 import os
@@ -11,13 +12,15 @@ import pytest
 SCRIPTS = sorted((ep.name, ep.value) for ep in importlib.metadata.entry_points(
     group="console_scripts") if ep.value.startswith("deeplab_tf."))
 
-# Tools define flags globally: read each module's flags and docstring in its own process.
+# Tools define flags globally: in its own process, import a tool and read every flag the
+# parser then accepts, wherever it was defined, except absl's own (--helpfull lists those).
 INTROSPECT = """
 import importlib, json, sys
 from absl import flags
 module = importlib.import_module(sys.argv[1])
-print(json.dumps({"flags": [f.name for f in flags.FLAGS.get_flags_for_module(sys.argv[1])],
-                  "doc": module.__doc__}))
+accepted = sorted({f.name for m, defined in flags.FLAGS.flags_by_module_dict().items()
+                   if not m.startswith("absl.") for f in defined})
+print(json.dumps({"flags": accepted, "doc": module.__doc__}))
 """
 
 

@@ -6,12 +6,16 @@ def run_main(main, module_name):
     """`absl.app.run(main)` with complete --help under a console script too.
 
     As a console script, `__main__` is setuptools' wrapper, for which absl's --help would
-    list no flags and no description: make the tool module's flags and docstring the main
-    module's.
+    list no flags and no description: make the tool's flags and docstring the main
+    module's. The tool's flags are all it accepts beyond absl's own (those are in
+    --helpfull): its module's and those defined for it elsewhere in deeplab_tf (e.g.
+    define_mixed_precision).
     """
     from absl import app, flags
-    for flag in flags.FLAGS.get_flags_for_module(module_name):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    for module, defined in flags.FLAGS.flags_by_module_dict().items():
+        if module == module_name or module.split(".")[0] in ("deeplab_tf", "experiments"):
+            for flag in defined:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     main_module = sys.modules["__main__"]
     if not main_module.__doc__:
         main_module.__doc__ = sys.modules[module_name].__doc__

@@ -15,8 +15,11 @@ SavedModel signatures:
       Bytes that are not a JPEG or PNG fail with InvalidArgument naming the image's index,
       as does an image whose header gives 0 pixels or more than `max_pixels` (checked
       before decoding: a small file cannot make the server allocate gigabytes).
-  predict_images(images: uint8 [N, H, W, 3], 1 <= H*W <= max_pixels)
+      An empty batch is an InvalidArgument too. Images are predicted one after another.
+  predict_images(images: uint8 [N, H, W, C], N >= 1, C 3 (RGB), 4 (RGBA: alpha dropped) or
+      1 (grey: repeated), 1 <= H*W and N*H*W <= max_pixels: the batch runs at once)
       -> labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]).
+      Other shapes are an InvalidArgument saying what was expected.
 Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
 `colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata) and `protocol_json`
 (the baked options), all tf.Variables (a tf.constant attribute would not be saved).
@@ -87,6 +90,41 @@ def _check_size(size, max_pixels, where):
                          str(max_pixels), " (max_pixels)"])])
 
 
+def _check_not_empty(images, signature):
+    return tf.debugging.Assert(tf.shape(images)[0] >= 1, [
+        f"{signature}: images: expected a batch of at least 1 image, got 0"])
+
+
+def _rgb_batch(images, max_pixels):
+    """predict_images' input [N, H, W, C] as RGB, checked: N >= 1; C 3 (RGB), 4 (RGBA:
+    alpha dropped) or 1 (grey: repeated), as serving_default decodes PNGs with channels=3;
+    every image 1 to max_pixels pixels and the batch at most max_pixels in all (the memory
+    budget is per request). Anything else is an InvalidArgument saying what was expected."""
+    shape = tf.shape(images)
+    channels = shape[3]
+    where = "predict_images: images"
+    checks = [
+        _check_not_empty(images, "predict_images"),
+        tf.debugging.Assert(
+            tf.reduce_any(tf.equal(channels, [1, 3, 4])),
+            [tf.strings.join([where, ": expected [batch, height, width, 3] RGB (or 4: RGBA, "
+                              "1: grey), got ", tf.strings.as_string(channels), " channels"])]),
+        _check_size(shape[1:3], max_pixels, "predict_images: each image"),
+    ]
+    with tf.control_dependencies(checks):
+        total = (tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
+                 * tf.cast(shape[2], tf.int64))
+        budget = tf.debugging.Assert(total <= max_pixels, [tf.strings.join([
+            where, ": ", tf.strings.as_string(shape[0]), " images of ",
+            tf.strings.as_string(shape[2]), "x", tf.strings.as_string(shape[1]),
+            " (WxH) are ", tf.strings.as_string(total), " pixels in one request: expected at "
+            f"most {max_pixels} (max_pixels); send fewer images per request"])])
+    with tf.control_dependencies([budget]):
+        rgb = tf.case([(tf.equal(channels, 1), lambda: tf.repeat(images[..., :1], 3, axis=-1))],
+                      default=lambda: images[..., :3])
+    return tf.ensure_shape(rgb, [None, None, None, 3])
+
+
 class _Serving(tf.Module):
     """The exported object: two signatures, the model's variables, the metadata."""
 
@@ -102,15 +140,15 @@ class _Serving(tf.Module):
         outputs = _outputs_fn(model, protocol, with_probabilities)
         num_classes = metadata.num_classes
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8,
                                                     name="images")])
         def predict_images(images):
-            check = _check_size(tf.shape(images)[1:3], max_pixels, "predict_images: each image")
-            with tf.control_dependencies([check]):
-                return outputs(tf.cast(images, tf.float32))
+            return outputs(tf.cast(_rgb_batch(images, max_pixels), tf.float32))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         def serve_bytes(images):
+            with tf.control_dependencies([_check_not_empty(images, "serving_default")]):
+                images = tf.identity(images)
             # Sizes first, to pad every output to the largest image: each image is decoded
             # twice, which costs little next to the model.
             indices = tf.range(tf.shape(images)[0])

@@ -95,6 +95,7 @@ def array_inputs():
     rng = np.random.default_rng(8)
     grey = rng.integers(0, 256, (6, 7), np.uint8)
     floats = rng.uniform(-20, 300, (5, 4, 3))
+    rgba = rng.integers(0, 256, (5, 6, 4), np.uint8)
     return [
         ("zero_by_zero", np.zeros((0, 0, 3), np.uint8), None),
         ("zero_rows", np.zeros((0, 9, 3), np.uint8), None),
@@ -105,6 +106,22 @@ def array_inputs():
                                                                       np.uint8)),
         ("one_grey_pixel", np.array([[77]], np.uint8), np.full((1, 1, 3), 77, np.uint8)),
         ("grey", grey, np.repeat(grey[..., None], 3, -1)),
+        ("grey_one_channel", grey[..., None], np.repeat(grey[..., None], 3, -1)),
+        ("rgba", rgba, rgba[..., :3]),
+        ("five_channels", np.zeros((4, 4, 5), np.uint8), None),
         ("floats_out_of_range", floats, np.round(np.clip(floats, 0, 255)).astype(np.uint8)),
         ("uint16", np.full((3, 3, 3), 0xABCD, np.uint16), np.full((3, 3, 3), 0xAB, np.uint8)),
+    ]
+
+
+def batch_inputs():
+    """[(name, uint8 batch)] that predict_images must refuse as a whole, with the words its
+    error must contain: no image at all, and a batch whose images are each within
+    MAX_PIXELS but not together (the model runs on the whole batch at once)."""
+    side = int(MAX_PIXELS ** 0.5 * 0.8)
+    return [
+        ("empty_batch", np.zeros((0, 5, 5, 3), np.uint8),
+         "expected a batch of at least 1 image, got 0"),
+        ("batch_over_budget", np.zeros((2, side, side, 3), np.uint8),
+         f"2 images of {side}x{side} (WxH) are {2 * side * side} pixels in one request"),
     ]

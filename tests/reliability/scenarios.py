@@ -226,13 +226,27 @@ def savedmodel_fuzz(workdir):
             row = {"error": e.message[:1000]}
         results[name] = row
     for name, array, expected in inputs.array_inputs():
-        if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        if array.ndim != 3 or array.dtype != np.uint8:
             continue   # the signature's input spec refuses these before any graph runs
         try:
             labels = pixels(images=tf.constant(array[None]))["labels"][0].numpy()
             results[f"pixels_{name}"] = {"labels": labels.tolist()}
+            if expected is not None and array.shape[-1] != 3:   # grey or RGBA: as RGB
+                results[f"pixels_{name}_as_rgb"] = {"labels": pixels(images=tf.constant(
+                    expected[None]))["labels"][0].numpy().tolist()}
         except tf.errors.InvalidArgumentError as e:
             results[f"pixels_{name}"] = {"error": e.message[:1000]}
+    for name, batch, _ in inputs.batch_inputs():
+        try:
+            pixels(images=tf.constant(batch))
+            results[f"batch_{name}"] = {}
+        except tf.errors.InvalidArgumentError as e:
+            results[f"batch_{name}"] = {"error": e.message[:1000]}
+    try:
+        serve(images=tf.constant([], tf.string))
+        results["serving_default_empty_batch"] = {}
+    except tf.errors.InvalidArgumentError as e:
+        results["serving_default_empty_batch"] = {"error": e.message[:1000]}
     return {"results": results, "rss_before_mb": before, "rss_after_mb": peak_rss_mb()}
 
 

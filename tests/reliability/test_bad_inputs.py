@@ -19,7 +19,7 @@ from deeplab_tf.images import ImageError
 from deeplab_tf.inference import Segmenter
 from test_inference import make_model_dir
 
-from .inputs import BOMB_SIDE, MAX_PIXELS, array_inputs, encoded_inputs
+from .inputs import BOMB_SIDE, MAX_PIXELS, array_inputs, batch_inputs, encoded_inputs
 
 # What each refused input's error must say, on the file paths and in serving_default.
 FILE_ERRORS = {"bomb_png": f"{BOMB_SIDE}x{BOMB_SIDE} = {BOMB_SIDE ** 2} pixels, above the "
@@ -173,14 +173,27 @@ def test_savedmodel_signatures(streams, ledger):
             # the bytes, decoded by TensorFlow in the graph, give what the pixels decoded
             # by NumPy/Pillow give through predict_images
             assert row["labels"] == row["from_pixels"], name
+    fed = 0
     for name, array, expected in array_inputs():
         row = results.get(f"pixels_{name}")
         if row is None:
             continue
+        fed += 1
         if expected is None:
-            assert "predict_images: each image is" in row.get("error", ""), (name, row)
+            words = ("channels" if array.shape[-1] not in (1, 3, 4)
+                     else "predict_images: each image is")
+            assert words in row.get("error", ""), (name, row)
+            assert "predict_images: images" in row["error"] or words != "channels", row
         else:
             assert np.array(row["labels"]).shape == expected.shape[:2], name
+            # 1 or 4 channels: the labels of the RGB image serving_default would decode
+            if array.shape[-1] != 3:
+                assert results[f"pixels_{name}_as_rgb"]["labels"] == row["labels"], name
+    assert fed >= 8, fed   # RGBA, one-channel grey and five channels reach the graph
+    for name, _, words in batch_inputs():
+        assert words in results[f"batch_{name}"].get("error", ""), (name, results)
+    assert ("serving_default: images: expected a batch of at least 1 image, got 0"
+            in results["serving_default_empty_batch"].get("error", "")), results
     growth = fuzz["rss_after_mb"] - fuzz["rss_before_mb"]
     ledger.peak_memory("SavedModel fuzz child", fuzz["rss_after_mb"])
     assert growth < MEMORY_GROWTH_LIMIT_MB, growth   # over the fuzz, after the first call

@@ -7,24 +7,25 @@ original DeepLab keys and finally `manifest.json`, the one source of truth about
 converted dataset. The output folder may be on any filesystem TF has (a local disk, gs://,
 ram://): every file operation goes through `deeplab_tf.fileio`.
 
+The output folder must be empty, absent, or hold a dataset of the same classes that a
+conversion wrote (data/output_folder.py: anything else is refused before any work).
 Publishing, the same steps on every filesystem:
   1. Each shard is written under a hidden name unique to this run, beside its final name
      (`.NAME.tmp-PID-UUID`, fileio.temporary_name): a glob such as `train-*.tfrecord`
      never matches it, so a half-written shard is never read.
-  2. Only when every shard of every split is complete: the old manifest is removed (the
-     folder now reads as unfinished), each temporary is renamed to its final name
-     (fileio.rename: atomic on a local disk, each shard fsynced first; on an object store
-     a server-side copy and a delete, so each final object appears whole), shards of the
-     rewritten splits that are no longer listed are removed, and the manifest is written
-     last (fileio.write_json: complete or absent).
-  3. On failure this run removes the temporaries it created, and nothing else: another
-     run's temporaries (one writing now, or one that was killed) are reported, not deleted.
-Why not write shards under their final names on an object store and save the copy? A
-rerun uses the same names: the previous complete dataset would change under its manifest
-before the new one is complete, and a glob of final names would mix two runs' shards.
-So a run that fails or is killed never leaves an incomplete `*.tfrecord`, nor a manifest
-describing files that are not all there; killed during step 2 (renames only), it leaves
-no manifest, and readers (manifest.load_manifest) refuse the folder until a run finishes.
+  2. Only when every shard of every split is complete: each temporary is renamed to its
+     final name, which no existing file has (the usual name, or one tagged with this run
+     when a shard of the previous dataset has it: output_folder.shard_names), so the
+     previous dataset stays whole under its manifest (fileio.rename: atomic on a local
+     disk, each shard fsynced first; on an object store a server-side copy and a delete,
+     so each final object appears whole). Then the new manifest is written, replacing the
+     old one (fileio.write_json: complete or absent).
+  3. Only then are the shards the previous manifest listed for the rewritten splits, and
+     the new one does not, removed.
+On failure this run removes the temporaries it created, and nothing else: another run's
+temporaries, and shards no manifest lists, are reported, never deleted. So a reader
+(readers take only the shards a manifest lists) sees, at any point of a run killed at any
+point, either the previous complete dataset or the new one.
 """
 import collections
 import dataclasses
@@ -32,14 +33,14 @@ import datetime
 import io
 import logging
 import os
-import re
+import uuid
 from typing import Any, Callable, Optional
 
 import numpy as np
 from PIL import Image
 
 from deeplab_tf import fileio
-from deeplab_tf.data import parallel
+from deeplab_tf.data import output_folder, parallel
 # The manifest's reader and the error type live in manifest.py; importers of the writer
 # keep finding them here.
 from deeplab_tf.data.manifest import (  # noqa: F401
@@ -111,35 +112,10 @@ def _process_chunk(job):
 # ----------------------------------------------------------------------------- writing
 
 log = logging.getLogger(__name__)
-_SHARD = re.compile(r"(.+)-\d{5}-of-\d{5}\.tfrecord")
-
-
-def shard_name(split, index, num_shards):
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def _shard_split(name):
-    """The split of a shard file name, or None (a glob would confuse "val" and "val-hard")."""
-    match = _SHARD.fullmatch(name)
-    return match and match[1]
-
-
-_TEMPORARY = re.compile(r"\..+\.tmp-.+")  # fileio.temporary_name's (hidden) names
-
-
-def _report_other_temporaries(output_dir):
-    """Warns about temporaries already in the folder. They belong to another run, writing
-    now or killed: a process id cannot tell which on another machine writing to the same
-    bucket, so they are the user's to remove, not this run's."""
-    names = [n for n in fileio.listdir(output_dir) if _TEMPORARY.fullmatch(n)]
-    if names:
-        log.warning("%d temporary file(s) of another conversion in %s, left alone (it may "
-                    "still be writing; if none is, delete them): %s", len(names), output_dir,
-                    ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
 
 
 def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_invalid,
-                 chunk_size, output_dir, temporaries, fault_hook, progress):
+                 chunk_size, output_dir, temporaries, fault_hook, progress, tag):
     """Writes one split's shards under temporary names; returns its manifest entry."""
     import tensorflow as tf  # only the parent writes records: workers stay TF-free
     from deeplab_tf.data import tfrecord
@@ -148,7 +124,8 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
     if n == 0:
         raise DatasetError(f"split {split!r} has no examples", reason="no_examples")
     shards = max(1, min(num_shards, n))
-    names = [shard_name(split, s, shards) for s in range(shards)]
+    names = output_folder.shard_names(output_dir, split, shards, tag,
+                                      [final for _, final in temporaries])
     hist = np.zeros(256, np.int64)
     sizes, skipped, skipped_files, count = [], collections.Counter(), [], 0
     jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
@@ -218,22 +195,24 @@ def _chunks(items, size):
         yield chunk
 
 
-def _commit(output_dir, temporaries, entries, fault_hook):
-    """Step 2 of the module docstring, up to the manifest: renames the temporaries (each
-    one is dropped from `temporaries` once in place) and removes replaced shards."""
-    # Without a manifest the folder reads as unfinished while shards change.
-    fileio.remove(fileio.join(output_dir, MANIFEST), missing_ok=True)
+def _commit(temporaries, fault_hook):
+    """Step 2 of the module docstring, up to the manifest: renames the temporaries to their
+    final names, which no file has (output_folder.shard_names); each is dropped from
+    `temporaries` once in place."""
     for i in range(len(temporaries)):
         tmp, final = temporaries[0]
         fileio.sync(tmp)
         if fault_hook is not None:
             fault_hook("commit", final, i)
-        fileio.rename(tmp, final, overwrite=True)
+        fileio.rename(tmp, final, overwrite=False)
         temporaries.pop(0)
-    for name in fileio.listdir(output_dir):  # shards of an earlier run with another count
-        split = _shard_split(name)
-        if split in entries and name not in entries[split]["shards"]:
-            fileio.remove(fileio.join(output_dir, name))
+
+
+def _remove_replaced(output_dir, previous, manifest):
+    """Step 3: the shards the previous manifest listed and the new one does not."""
+    for name in sorted(output_folder.listed_shards(previous)
+                       - output_folder.listed_shards(manifest)):
+        fileio.remove(fileio.join(output_dir, name), missing_ok=True)
 
 
 def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_workers=1,
@@ -262,9 +241,10 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
       progress: show a progress bar on stderr.
     """
     output_dir = os.fspath(output_dir)
-    fileio.makedirs(output_dir)
-    _report_other_temporaries(output_dir)
     previous = read_manifest_json(output_dir)
+    output_folder.check(output_dir, metadata, previous)   # before any work
+    fileio.makedirs(output_dir)
+    tag = uuid.uuid4().hex[:8]
     temporaries, entries = [], {}
     executor = parallel.OrderedPool(num_workers)
     try:
@@ -273,13 +253,11 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
                 items = list(items)
             entries[split] = _write_split(split, items, executor, load_fn, metadata,
                                           num_shards, skip_invalid, chunk_size, output_dir,
-                                          temporaries, fault_hook, progress)
+                                          temporaries, fault_hook, progress, tag)
             entries[split].update((split_notes or {}).get(split, {}))
         executor.close()
-        _commit(output_dir, temporaries, entries, fault_hook)
-        kept = {}
-        if previous and previous.get("metadata") == metadata.to_dict():
-            kept = {s: e for s, e in previous.get("splits", {}).items() if s not in entries}
+        _commit(temporaries, fault_hook)
+        kept = {s: e for s, e in (previous or {}).get("splits", {}).items() if s not in entries}
         run = {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "converter": None if converter is None else {**converter, "args": {
@@ -295,6 +273,7 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
         if fault_hook is not None:
             fault_hook("manifest", path, 0)
         fileio.write_json(path, manifest)
+        _remove_replaced(output_dir, previous, manifest)
         return manifest
     finally:
         executor.close()

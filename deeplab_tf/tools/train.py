@@ -68,13 +68,14 @@ def main(argv):
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     from deeplab_tf.checkpointing import CheckpointRestoreError, CheckpointWriteError
+    from deeplab_tf.data.manifest import DatasetError
     from deeplab_tf.data.record_scan import CorruptRecordError
     if config.data.generate_synthetic:   # by the chief; other workers wait for it
         try:
             training_input.ensure_synthetic_records(config.data.train_records,
                                                     config.data.seed,
                                                     is_chief=train_lib.is_chief(strategy))
-        except TimeoutError as e:
+        except (TimeoutError, DatasetError) as e:   # DatasetError: a folder not its own
             logging.error("%s", e)
             sys.exit(1)
     try:

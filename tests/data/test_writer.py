@@ -68,16 +68,29 @@ def test_failure_keeps_the_previous_complete_run(tmp_path):
 
 
 @pytest.mark.parametrize("stage", ["commit", "manifest"])
-def test_failure_while_committing_leaves_no_manifest(tmp_path, stage):
+def test_failure_while_committing_keeps_the_previous_dataset(tmp_path, stage, caplog):
+    """Killed while renaming its shards or writing its manifest, a rerun into the folder of
+    an earlier conversion leaves that dataset whole and readable: its shards under its
+    manifest are unchanged (the new ones took other names); a later run finishes."""
     convert_synthetic(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(OSError):
         convert_synthetic(tmp_path, seed=1, fault_hook=Fault(stage, "", 1 if stage == "commit"
                                                              else 0))
-    with pytest.raises(writer.DatasetError, match="manifest"):
-        writer.load_manifest(tmp_path)  # incomplete, and says so
-    shards = sorted(tmp_path.glob("*.tfrecord"))
-    assert shards and all(records_in(p) >= 1 for p in shards)  # each one whole
-    assert not list(tmp_path.glob(".*"))
+    after = snapshot(tmp_path)
+    assert {k: after.get(k) for k in before} == before   # the previous dataset, byte for byte
+    manifest = writer.load_manifest(tmp_path)
+    assert manifest.num_examples("train") == 8
+    strays = sorted(set(after) - set(before))
+    assert strays and not [n for n in strays if n.startswith(".")]
+    assert all(records_in(tmp_path / n) >= 1 for n in strays)   # each one whole
+    with caplog.at_level("WARNING", logger="deeplab_tf.data.writer"):
+        convert_synthetic(tmp_path, seed=2)
+    assert "that its manifest does not list" in caplog.text and strays[0] in caplog.text
+    manifest = writer.load_manifest(tmp_path)
+    assert all((tmp_path / n).exists() for n in strays)    # not this run's: left alone
+    assert not set(before) - {"manifest.json"} & set(manifest.data["splits"]["train"]["shards"])
+    assert not [n for n in set(before) - {"manifest.json"} if (tmp_path / n).exists()]
 
 
 def test_file_size_limit_in_a_child_process(tmp_path):

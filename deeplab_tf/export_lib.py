@@ -89,17 +89,20 @@ def _decode(data, index, max_pixels):
         return decode_image(tf.identity(data), channels=3)
 
 
-def _check_batch(count, total_pixels, max_pixels, name):
-    """Assertions that a batch holds at least one image and at most `max_pixels` pixels in
-    all (the budget is per request: N images of max_pixels each would cost N times it)."""
+def _check_count(count, name):
+    """An assertion that a batch holds at least one image."""
+    return tf.debugging.Assert(count >= 1, [tf.strings.join([
+        name, ": expected a batch of at least 1 image, got ", tf.strings.as_string(count)])])
+
+
+def _check_total(total_pixels, max_pixels, name):
+    """An assertion that a batch holds at most `max_pixels` pixels in all: the budget is per
+    request (N images of max_pixels each would cost N times it)."""
     total_pixels = tf.cast(total_pixels, tf.int64)
-    return [tf.debugging.Assert(count >= 1, [tf.strings.join([
-                name, ": expected a batch of at least 1 image, got ",
-                tf.strings.as_string(count)])]),
-            tf.debugging.Assert(total_pixels <= max_pixels, [tf.strings.join([
-                name, ": the batch holds ", tf.strings.as_string(total_pixels),
-                " pixels in all: expected at most ", str(max_pixels),
-                " (max_pixels, the serving budget)"])])]
+    return tf.debugging.Assert(total_pixels <= max_pixels, [tf.strings.join([
+        name, ": the batch holds ", tf.strings.as_string(total_pixels),
+        " pixels in all: expected at most ", str(max_pixels),
+        " (max_pixels, the serving budget)"])])
 
 
 def _to_rgb(images):
@@ -145,9 +148,12 @@ class _Serving(tf.Module):
                                                     name="images")])
         def predict_images(images):
             shape = tf.shape(images)
-            checks = _check_batch(shape[0], tf.cast(shape[0], tf.int64) * tf.cast(
-                shape[1], tf.int64) * tf.cast(shape[2], tf.int64), max_pixels, "predict_images")
-            checks.append(_check_size(shape[1:3], max_pixels, "predict_images: each image"))
+            # Created in this order (tf.function runs assertions in program order), so an
+            # error names the first thing wrong.
+            checks = [_check_count(shape[0], "predict_images"),
+                      _check_size(shape[1:3], max_pixels, "predict_images: each image"),
+                      _check_total(tf.reduce_prod(tf.cast(shape[:3], tf.int64)), max_pixels,
+                                   "predict_images")]
             with tf.control_dependencies(checks):
                 rgb = _to_rgb(tf.identity(images))
             return outputs(tf.cast(rgb, tf.float32))
@@ -157,8 +163,7 @@ class _Serving(tf.Module):
             # Sizes first, from the headers (nothing decoded): each image, and the batch as
             # a whole, must fit the budget before anything is allocated for the pixels.
             count = tf.shape(images)[0]
-            with tf.control_dependencies(_check_batch(count, 0, max_pixels,
-                                                      "serving_default")[:1]):
+            with tf.control_dependencies([_check_count(count, "serving_default")]):
                 indices = tf.range(count)
 
             def header_size(i):
@@ -169,8 +174,8 @@ class _Serving(tf.Module):
             sizes = tf.reshape(sizes, [-1, 2])
             total = tf.reduce_sum(tf.cast(sizes[:, 0], tf.int64) * tf.cast(sizes[:, 1],
                                                                             tf.int64))
-            with tf.control_dependencies(_check_batch(count, total, max_pixels,
-                                                      "serving_default")[1:]):
+            with tf.control_dependencies([_check_total(total, max_pixels,
+                                                       "serving_default")]):
                 sizes, indices = tf.identity(sizes), tf.identity(indices)
             largest = tf.reduce_max(tf.concat([sizes, [[0, 0]]], 0), axis=0)
 

@@ -23,8 +23,9 @@ SavedModel signatures:
   up to more than `max_pixels`, are an InvalidArgument saying so (for bytes, from the
   headers, before anything is decoded).
 Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
-`colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata) and `protocol_json`
-(the baked options), all tf.Variables (a tf.constant attribute would not be saved).
+`colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata), `protocol_json`
+(the baked options) and `max_pixels` (int64: the pixels one request may hold in all), all
+tf.Variables (a tf.constant attribute would not be saved).
 
 The exported module tracks only the model's variables, not the Keras model itself.
 TFLite is converted from the concrete function with its variables frozen into constants
@@ -141,6 +142,7 @@ class _Serving(tf.Module):
         self.colormap = tf.Variable(metadata.colormap(), trainable=False)
         self.dataset_json = tf.Variable(metadata.to_json(), trainable=False)
         self.protocol_json = tf.Variable(json.dumps(protocol.to_dict()), trainable=False)
+        self.max_pixels = tf.Variable(int(max_pixels), dtype=tf.int64, trainable=False)
         outputs = _outputs_fn(model, protocol, with_probabilities)
         num_classes = metadata.num_classes
 

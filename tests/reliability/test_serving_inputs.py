@@ -55,7 +55,8 @@ def refused(signature, images, *patterns):
 
 
 def test_empty_batches_refused(served, ledger):
-    _, pixels, serve = served
+    loaded, pixels, serve = served
+    assert int(loaded.max_pixels.numpy()) == BUDGET   # a client can read the budget
     ledger.injected(2)
     ledger.inputs(2)
     refused(pixels, np.zeros([0, 8, 8, 3], np.uint8),

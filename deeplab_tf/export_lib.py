@@ -15,14 +15,17 @@ SavedModel signatures:
       Bytes that are not a JPEG or PNG fail with InvalidArgument naming the image's index,
       as does an image whose header gives 0 pixels or more than `max_pixels` (checked
       before decoding: a small file cannot make the server allocate gigabytes).
-      An empty batch is an InvalidArgument too. Images are predicted one after another.
-  predict_images(images: uint8 [N, H, W, C], N >= 1, C 3 (RGB), 4 (RGBA: alpha dropped) or
-      1 (grey: repeated), 1 <= H*W and N*H*W <= max_pixels: the batch runs at once)
-      -> labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]).
-      Other shapes are an InvalidArgument saying what was expected.
+  predict_images(images: uint8 [N, H, W, C], N >= 1, 1 <= H*W, N*H*W <= max_pixels)
+      -> labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]). C = 3 is RGB;
+      greyscale (C=1) is tiled and alpha (C=2 or 4) dropped, as for encoded images, so
+      arrays read from grey or RGBA PNGs work; other C are an InvalidArgument.
+  Both signatures budget a request as a whole: an empty batch, or images whose pixels add
+  up to more than `max_pixels`, are an InvalidArgument saying so (for bytes, from the
+  headers, before anything is decoded).
 Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
-`colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata) and `protocol_json`
-(the baked options), all tf.Variables (a tf.constant attribute would not be saved).
+`colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata), `protocol_json`
+(the baked options) and `max_pixels` (int64: the pixels one request may hold in all), all
+tf.Variables (a tf.constant attribute would not be saved).
 
 The exported module tracks only the model's variables, not the Keras model itself.
 TFLite is converted from the concrete function with its variables frozen into constants
@@ -66,9 +69,9 @@ def _outputs_fn(model, protocol, with_probabilities, inline_network=False):
     return outputs
 
 
-def _decode(data, index, max_pixels):
-    """RGB uint8 of JPEG/PNG bytes, the training pipeline's decoder, once the header's size
-    is checked; anything else is an InvalidArgument naming the image."""
+def _header(data, index):
+    """(where, size): a message naming the image, and its (height, width) from the JPEG/PNG
+    header, without decoding; anything else is an InvalidArgument naming the image."""
     png = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC),
                          tf.strings.length(data) >= 33)   # signature + IHDR chunk
     where = tf.strings.join(["serving_default: images[", tf.strings.as_string(index), "] (",
@@ -76,9 +79,46 @@ def _decode(data, index, max_pixels):
     check = tf.debugging.Assert(tf.logical_or(tf.io.is_jpeg(data), png), [tf.strings.join(
         [where, " is not a JPEG or PNG image, or its header is cut off"])])
     with tf.control_dependencies([check]):
-        data = tf.identity(data)
-    with tf.control_dependencies([_check_size(image_size(data), max_pixels, where)]):
+        return where, image_size(tf.identity(data))
+
+
+def _decode(data, index, max_pixels):
+    """RGB uint8 of JPEG/PNG bytes, the training pipeline's decoder, once the header's size
+    is checked."""
+    where, size = _header(data, index)
+    with tf.control_dependencies([_check_size(size, max_pixels, where)]):
         return decode_image(tf.identity(data), channels=3)
+
+
+def _check_count(count, name):
+    """An assertion that a batch holds at least one image."""
+    return tf.debugging.Assert(count >= 1, [tf.strings.join([
+        name, ": expected a batch of at least 1 image, got ", tf.strings.as_string(count)])])
+
+
+def _check_total(total_pixels, max_pixels, name):
+    """An assertion that a batch holds at most `max_pixels` pixels in all: the budget is per
+    request (N images of max_pixels each would cost N times it)."""
+    total_pixels = tf.cast(total_pixels, tf.int64)
+    return tf.debugging.Assert(total_pixels <= max_pixels, [tf.strings.join([
+        name, ": the batch holds ", tf.strings.as_string(total_pixels),
+        " pixels in all: expected at most ", str(max_pixels),
+        " (max_pixels, the serving budget)"])])
+
+
+def _to_rgb(images):
+    """uint8 [N, H, W, C] -> [N, H, W, 3]: RGB as is, greyscale (C=1) tiled, RGBA (C=4) and
+    grey+alpha (C=2) with the alpha dropped, as the encoded path's decoder does; any other
+    channel count is an InvalidArgument."""
+    channels = tf.shape(images)[3]
+    check = tf.debugging.Assert(tf.logical_and(channels >= 1, channels <= 4), [
+        tf.strings.join(["predict_images: expected uint8 [batch, height, width, 3] RGB "
+                         "(or 1 grey, 2 grey+alpha, 4 RGBA channels), got ",
+                         tf.strings.as_string(channels), " channels"])])
+    with tf.control_dependencies([check]):
+        grey = tf.tile(images[..., :1], [1, 1, 1, 3])
+        return tf.ensure_shape(tf.cond(channels >= 3, lambda: images[..., :3],
+                                       lambda: grey), [None, None, None, 3])
 
 
 def _check_size(size, max_pixels, where):
@@ -88,41 +128,6 @@ def _check_size(size, max_pixels, where):
         tf.strings.join([where, " is ", tf.strings.as_string(size[1]), "x",
                          tf.strings.as_string(size[0]), " (WxH) pixels: expected 1 to ",
                          str(max_pixels), " (max_pixels)"])])
-
-
-def _check_not_empty(images, signature):
-    return tf.debugging.Assert(tf.shape(images)[0] >= 1, [
-        f"{signature}: images: expected a batch of at least 1 image, got 0"])
-
-
-def _rgb_batch(images, max_pixels):
-    """predict_images' input [N, H, W, C] as RGB, checked: N >= 1; C 3 (RGB), 4 (RGBA:
-    alpha dropped) or 1 (grey: repeated), as serving_default decodes PNGs with channels=3;
-    every image 1 to max_pixels pixels and the batch at most max_pixels in all (the memory
-    budget is per request). Anything else is an InvalidArgument saying what was expected."""
-    shape = tf.shape(images)
-    channels = shape[3]
-    where = "predict_images: images"
-    checks = [
-        _check_not_empty(images, "predict_images"),
-        tf.debugging.Assert(
-            tf.reduce_any(tf.equal(channels, [1, 3, 4])),
-            [tf.strings.join([where, ": expected [batch, height, width, 3] RGB (or 4: RGBA, "
-                              "1: grey), got ", tf.strings.as_string(channels), " channels"])]),
-        _check_size(shape[1:3], max_pixels, "predict_images: each image"),
-    ]
-    with tf.control_dependencies(checks):
-        total = (tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
-                 * tf.cast(shape[2], tf.int64))
-        budget = tf.debugging.Assert(total <= max_pixels, [tf.strings.join([
-            where, ": ", tf.strings.as_string(shape[0]), " images of ",
-            tf.strings.as_string(shape[2]), "x", tf.strings.as_string(shape[1]),
-            " (WxH) are ", tf.strings.as_string(total), " pixels in one request: expected at "
-            f"most {max_pixels} (max_pixels); send fewer images per request"])])
-    with tf.control_dependencies([budget]):
-        rgb = tf.case([(tf.equal(channels, 1), lambda: tf.repeat(images[..., :1], 3, axis=-1))],
-                      default=lambda: images[..., :3])
-    return tf.ensure_shape(rgb, [None, None, None, 3])
 
 
 class _Serving(tf.Module):
@@ -137,28 +142,52 @@ class _Serving(tf.Module):
         self.colormap = tf.Variable(metadata.colormap(), trainable=False)
         self.dataset_json = tf.Variable(metadata.to_json(), trainable=False)
         self.protocol_json = tf.Variable(json.dumps(protocol.to_dict()), trainable=False)
+        self.max_pixels = tf.Variable(int(max_pixels), dtype=tf.int64, trainable=False)
         outputs = _outputs_fn(model, protocol, with_probabilities)
         num_classes = metadata.num_classes
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8,
                                                     name="images")])
         def predict_images(images):
-            return outputs(tf.cast(_rgb_batch(images, max_pixels), tf.float32))
+            shape = tf.shape(images)
+            # Created in this order (tf.function runs assertions in program order), so an
+            # error names the first thing wrong.
+            checks = [_check_count(shape[0], "predict_images"),
+                      _check_size(shape[1:3], max_pixels, "predict_images: each image"),
+                      _check_total(tf.reduce_prod(tf.cast(shape[:3], tf.int64)), max_pixels,
+                                   "predict_images")]
+            with tf.control_dependencies(checks):
+                rgb = _to_rgb(tf.identity(images))
+            return outputs(tf.cast(rgb, tf.float32))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         def serve_bytes(images):
-            with tf.control_dependencies([_check_not_empty(images, "serving_default")]):
-                images = tf.identity(images)
-            # Sizes first, to pad every output to the largest image: each image is decoded
-            # twice, which costs little next to the model.
-            indices = tf.range(tf.shape(images)[0])
-            sizes = tf.map_fn(lambda i: tf.shape(_decode(images[i], i, max_pixels))[:2],
-                              indices,
-                              fn_output_signature=tf.int32)
+            # Sizes first, from the headers (nothing decoded): each image, and the batch as
+            # a whole, must fit the budget before anything is allocated for the pixels.
+            count = tf.shape(images)[0]
+            with tf.control_dependencies([_check_count(count, "serving_default")]):
+                indices = tf.range(count)
+
+            def header_size(i):
+                where, size = _header(images[i], i)
+                with tf.control_dependencies([_check_size(size, max_pixels, where)]):
+                    return tf.identity(size)
+            sizes = tf.map_fn(header_size, indices, fn_output_signature=tf.int32)
+            sizes = tf.reshape(sizes, [-1, 2])
+            total = tf.reduce_sum(tf.cast(sizes[:, 0], tf.int64) * tf.cast(sizes[:, 1],
+                                                                            tf.int64))
+            with tf.control_dependencies([_check_total(total, max_pixels,
+                                                       "serving_default")]):
+                sizes, indices = tf.identity(sizes), tf.identity(indices)
             largest = tf.reduce_max(tf.concat([sizes, [[0, 0]]], 0), axis=0)
 
             def one(i):
-                out = outputs(tf.cast(_decode(images[i], i, max_pixels), tf.float32)[None])
+                image = _decode(images[i], i, max_pixels)
+                size_check = tf.debugging.assert_equal(
+                    tf.shape(image)[:2], sizes[i],
+                    message="serving_default: an image's decoded size differs from its header")
+                with tf.control_dependencies([size_check]):
+                    out = outputs(tf.cast(image, tf.float32)[None])
                 pad = [[0, largest[0] - sizes[i, 0]], [0, largest[1] - sizes[i, 1]]]
                 padded = {"labels": tf.pad(out["labels"][0], pad, constant_values=255)}
                 if with_probabilities:

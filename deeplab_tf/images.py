@@ -51,20 +51,21 @@ def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
 
 
 def to_rgb_uint8(image):
-    """RGB uint8 [H, W, 3] from a PIL image or an array ([H, W], [H, W, 1|3|4]; uint8,
-    uint16, or float taken as 0-255 values), as tf.io.decode_png(channels=3) would."""
+    """RGB uint8 [H, W, 3] from a PIL image or an array ([H, W], [H, W, 1|2|3|4]: grey,
+    grey+alpha, RGB, RGBA; uint8, uint16, or float taken as 0-255 values), as
+    tf.io.decode_png(channels=3) and the SavedModel's predict_images would."""
     if isinstance(image, Image.Image):
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
             image = np.asarray(image)   # the array branch reduces 16 bits / clips floats
         else:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
-        array = array[..., :3] if array.shape[-1] != 1 else array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4):
+        array = array[..., :3] if array.shape[-1] >= 3 else array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:   # e.g. 2 channels, or a batch
-        raise ImageError(f"image of shape {array.shape}: expected [H, W] or [H, W, 1|3|4]")
+        raise ImageError(f"image of shape {array.shape}: expected [H, W] or [H, W, 1|2|3|4]")
     if array.dtype.kind in "ui" and array.dtype.itemsize > 1:
         array = np.clip(array, 0, 65535).astype(np.uint16) >> 8
     elif array.dtype.kind == "f":

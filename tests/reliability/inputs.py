@@ -96,10 +96,11 @@ def array_inputs():
     grey = rng.integers(0, 256, (6, 7), np.uint8)
     floats = rng.uniform(-20, 300, (5, 4, 3))
     rgba = rng.integers(0, 256, (5, 6, 4), np.uint8)
+    grey_alpha = rng.integers(0, 256, (4, 5, 2), np.uint8)
     return [
         ("zero_by_zero", np.zeros((0, 0, 3), np.uint8), None),
         ("zero_rows", np.zeros((0, 9, 3), np.uint8), None),
-        ("two_channels", np.zeros((4, 4, 2), np.uint8), None),
+        ("grey_alpha", grey_alpha, np.repeat(grey_alpha[..., :1], 3, -1)),
         ("four_dims", np.zeros((1, 4, 4, 3), np.uint8), None),
         ("above_limit", np.zeros((1001, 1000, 3), np.uint8), None),
         ("one_pixel", np.array([[[5, 250, 128]]], np.uint8), np.array([[[5, 250, 128]]],
@@ -121,7 +122,7 @@ def batch_inputs():
     side = int(MAX_PIXELS ** 0.5 * 0.8)
     return [
         ("empty_batch", np.zeros((0, 5, 5, 3), np.uint8),
-         "expected a batch of at least 1 image, got 0"),
+         "predict_images: expected a batch of at least 1 image, got 0"),
         ("batch_over_budget", np.zeros((2, side, side, 3), np.uint8),
-         f"2 images of {side}x{side} (WxH) are {2 * side * side} pixels in one request"),
+         f"the batch holds {2 * side * side} pixels in all: expected at most {MAX_PIXELS}"),
     ]

@@ -153,6 +153,9 @@ def main(argv):
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
               f"{skipped}")
+    kind = (manifest.get("converter") or {}).get("args", {}).get("masks")
+    if kind:
+        print(f"masks: {kind}")
     print(f"wrote {fileio.join(FLAGS.output_dir, MANIFEST)}")
     return 0
 

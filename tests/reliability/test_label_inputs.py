@@ -99,3 +99,31 @@ def test_bad_label_map_value_refused_naming_flag(tmp_path, ledger, value):
     assert "label_map" in run.stderr or "label map" in run.stderr, run.stderr[-2000:]
     assert not (tmp_path / "out" / "manifest.json").exists()
     ledger.survived()
+
+
+@pytest.mark.parametrize("mode,expected", [("L", "grayscale class ids"),
+                                           ("P", "palette (indices are class ids)")])
+def test_mask_kind_reported_and_recorded(tmp_path, ledger, mode, expected):
+    mask = np.random.default_rng(2).integers(0, 3, (6, 8)).astype(np.uint8)
+    make_folder(tmp_path / "data", {"a": mask})
+    if mode == "P":
+        image = Image.fromarray(mask, "P")
+        image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+        image.save(tmp_path / "data" / "masks" / "a.png")
+    ledger.inputs()
+    run = build(tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"masks: {expected}" in run.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["converter"]["args"]["masks"] == expected
+    np.testing.assert_array_equal(read_records(tmp_path / "out", "train")["a"]["label"], mask)
+
+
+def test_rgb_mask_without_colours_refused_naming_file(tmp_path, ledger):
+    make_folder(tmp_path / "data", {"a": np.zeros((6, 8), np.uint8)})
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "data" / "masks" / "a.png")
+    ledger.injected()
+    run = build(tmp_path)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert os.path.join("masks", "a.png") in run.stderr and "classes.txt" in run.stderr
+    ledger.survived()

@@ -131,6 +131,18 @@ def load_example(example_item, label_map=None):
     return writer.Example(name, data, fmt, height, width, label, image_path, mask_path)
 
 
+MASK_KINDS = {"P": "palette (indices are class ids)", "L": "grayscale class ids",
+              "RGB": "colour (mapped by classes.txt)", "RGBA": "colour (mapped by classes.txt)"}
+
+
+def mask_kind(masks):
+    """What the first mask (by stem) is: palette, grayscale or colour; reported and recorded."""
+    if not masks:
+        return None
+    mode = inputs.open_image(masks[min(masks)]).mode
+    return MASK_KINDS.get(mode, f"mode {mode} (unsupported)")
+
+
 def _stems(directory, suffixes):
     """Stem -> path of the files in `directory` with one of `suffixes` (one listing)."""
     if not fileio.isdir(directory):
@@ -193,6 +205,7 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
         converter={"name": "folder", "args": {"root": root, "splits": list(splits),
                                               "val_fraction": val_fraction,
                                               "ignore_color": list(ignore_color),
+                                              "masks": mask_kind(masks),
                                               "label_map": {str(k): v for k, v in
                                                             (label_map or {}).items()}}},
         **write_options)

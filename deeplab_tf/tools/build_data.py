@@ -75,8 +75,9 @@ flags.DEFINE_string("ignore_color", None, "folder: 'R,G,B' colour of ignored pix
 flags.DEFINE_string("tfds_name", None, "tfds: dataset name, e.g. oxford_iiit_pet:4.*.*.")
 flags.DEFINE_string("image_key", None, "tfds: image feature key (default 'image').")
 flags.DEFINE_string("mask_key", None, "tfds: mask feature key (default 'segmentation_mask').")
-flags.DEFINE_string("label_map", None, "tfds: mask value to class id, e.g. '1:1,2:0,3:255'; "
-                    "values not listed are errors.")
+flags.DEFINE_string("label_map", None, "tfds, folder: mask value to class id, e.g. "
+                    "'1:1,2:0,3:255' (tfds: values not listed are errors; folder: kept, e.g. "
+                    "'11:255' for CamVid's void, '255:1' for 0/255 binary masks).")
 flags.DEFINE_list("class_names", None, "tfds: class names, in class id order.")
 flags.DEFINE_integer("num_train", None, "synthetic: train images (default 1000).")
 flags.DEFINE_integer("num_val", None, "synthetic: val images (default 200).")
@@ -89,7 +90,7 @@ _DATASET_FLAGS = {
     "sbd_trainaug": ("root", "voc_root"),
     "coco_voc": ("root", "annotations"),
     "cityscapes": ("root",),
-    "folder": ("root", "val_fraction", "ignore_color"),
+    "folder": ("root", "val_fraction", "ignore_color", "label_map"),
     "tfds": ("root", "tfds_name", "image_key", "mask_key", "label_map", "class_names"),
     "synthetic": ("num_train", "num_val", "seed", "image_size"),
 }
@@ -152,6 +153,9 @@ def main(argv):
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
               f"{skipped}")
+    kind = (manifest.get("converter") or {}).get("args", {}).get("masks")
+    if kind:
+        print(f"masks: {kind}")
     print(f"wrote {fileio.join(FLAGS.output_dir, MANIFEST)}")
     return 0
 

@@ -290,3 +290,24 @@ def test_synthetic_matches_the_generator(tmp_path):
             png, stored = records[name]
             np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), image)
             np.testing.assert_array_equal(stored, label)
+
+
+VOC_SAMPLE_MASKS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" /
+                    "voc2012_samples" / "SegmentationClass")
+
+
+def test_folder_map_ids_keeps_voc_masks_and_refuses_only_binary_ones():
+    voc = sorted(VOC_SAMPLE_MASKS.glob("*.png"))
+    assert voc
+    for path in voc:   # palette masks with 255 void boundaries: unchanged, accepted
+        mask = np.asarray(Image.open(path))
+        assert 255 in mask
+        np.testing.assert_array_equal(folder.map_ids(mask, None, 255, str(path)), mask)
+    binary = np.array([[0, 255], [255, 0]], np.uint8)
+    with pytest.raises(writer.DatasetError, match="--label_map=255:1") as e:
+        folder.map_ids(binary, None, 255, "m.png")
+    assert e.value.reason == "binary_mask" and "m.png" in str(e.value)
+    np.testing.assert_array_equal(folder.map_ids(binary, {255: 1}, 255), binary // 255)
+    np.testing.assert_array_equal(folder.map_ids(binary, {255: 255}, 255), binary)
+    camvid = np.array([[0, 11, 2]], np.uint8)
+    np.testing.assert_array_equal(folder.map_ids(camvid, {11: 255}, 255), [[0, 255, 2]])

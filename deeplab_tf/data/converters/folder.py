@@ -12,7 +12,13 @@ Layout:
 In colour masks, pixels of the ignore colour (white by default, as in
 `DatasetMetadata.colormap()`) become the ignore value 255; any other colour not in
 classes.txt is an error naming the file and the colour.
+
+label_map ({mask value: class id}, the tfds converter's --label_map syntax, e.g. `11:255`
+for CamVid's void) rewrites id masks (grayscale/palette) before validation; values not
+listed are kept. A mask holding only 0 and 255 (a 0/255 binary mask, where 255 would be
+read as ignore) is refused unless label_map says what 255 is (`255:1`, or `255:255`).
 """
+import functools
 import hashlib
 import os
 
@@ -80,12 +86,40 @@ def colors_to_ids(rgb, colors, ignore_color, ignore_label, path=None):
     return ids[inverse.reshape(codes.shape)]
 
 
-def load_example(example_item):
+def check_label_map(label_map, metadata):
+    """label_map targets must be class ids or the ignore label (error names the flag)."""
+    for source, target in (label_map or {}).items():
+        if target >= metadata.num_classes and target != metadata.ignore_label:
+            raise writer.DatasetError(
+                f"--label_map {source}:{target}: target {target} is neither a class id "
+                f"(0..{metadata.num_classes - 1}, from classes.txt) nor the ignore label "
+                f"{metadata.ignore_label}", reason="bad_arguments")
+
+
+def map_ids(label, label_map, ignore_label, path=None):
+    """Applies label_map to an id mask; refuses a 0/255 binary mask 255 is not mapped for."""
+    label_map = label_map or {}
+    values = set(np.unique(label).tolist())
+    if values == {0, ignore_label} and ignore_label not in label_map:
+        raise writer.DatasetError(
+            f"mask holds only the values 0 and {ignore_label}: a 0/{ignore_label} binary mask? "
+            f"{ignore_label} is the ignore label, so its foreground would never be learned; pass "
+            f"--label_map={ignore_label}:1 to make it class 1 (or --label_map="
+            f"{ignore_label}:{ignore_label} to keep it ignored)", path, "binary_mask")
+    if not label_map:
+        return label
+    table = np.arange(256, dtype=np.uint8)
+    for source, target in label_map.items():
+        table[source] = target
+    return table[label]
+
+
+def load_example(example_item, label_map=None):
     name, image_path, mask_path, colors, ignore_color, ignore_label = example_item
     data, fmt, height, width = inputs.read_image(image_path)
     mask = inputs.open_image(mask_path)
     if mask.mode in ("P", "L"):
-        label = np.asarray(mask, dtype=np.uint8)
+        label = map_ids(np.asarray(mask, dtype=np.uint8), label_map, ignore_label, mask_path)
     elif mask.mode in ("RGB", "RGBA") and colors:
         label = colors_to_ids(np.asarray(mask.convert("RGB")), colors, ignore_color,
                               ignore_label, mask_path)
@@ -95,6 +129,18 @@ def load_example(example_item):
             ("" if colors else ", or an RGB mask with colours listed in classes.txt"),
             mask_path, "unsupported_format")
     return writer.Example(name, data, fmt, height, width, label, image_path, mask_path)
+
+
+MASK_KINDS = {"P": "palette (indices are class ids)", "L": "grayscale class ids",
+              "RGB": "colour (mapped by classes.txt)", "RGBA": "colour (mapped by classes.txt)"}
+
+
+def mask_kind(masks):
+    """What the first mask (by stem) is: palette, grayscale or colour; reported and recorded."""
+    if not masks:
+        return None
+    mode = inputs.open_image(masks[min(masks)]).mode
+    return MASK_KINDS.get(mode, f"mode {mode} (unsupported)")
 
 
 def _stems(directory, suffixes):
@@ -126,8 +172,11 @@ def split_stems(root, splits, stems, val_fraction):
 
 def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FRACTION,
             ignore_color=IGNORE_COLOR, name=None, num_shards=DEFAULT_NUM_SHARDS,
-            **write_options):
-    """Converts a folder dataset; `name` (default: the folder's name) goes in the metadata."""
+            label_map=None, **write_options):
+    """Converts a folder dataset; `name` (default: the folder's name) goes in the metadata.
+
+    label_map: {mask value: class id} applied to grayscale/palette masks (see above).
+    """
     root = os.fspath(root)
     if len(ignore_color) != 3 or not all(0 <= int(v) < 256 for v in ignore_color):
         raise ValueError(f"ignore_color {ignore_color} is not an (R, G, B) triple in 0..255")
@@ -136,6 +185,7 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
     if metadata.colors and tuple(ignore_color) in metadata.colors:
         raise writer.DatasetError(f"ignore colour {tuple(ignore_color)} is also a class colour",
                                   classes, "bad_classes")
+    check_label_map(label_map, metadata)
     images = _stems(fileio.join(root, "images"), IMAGE_SUFFIXES)
     masks = _stems(fileio.join(root, "masks"), (".png",))
     stems = sorted(set(images) | set(masks))
@@ -151,8 +201,11 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
                          tuple(ignore_color), metadata.ignore_label) for s in names]
     write_options["num_workers"] = inputs.num_workers(write_options.get("num_workers", 1), root)
     return writer.write_dataset(
-        output_dir, items, load_example, metadata, num_shards=num_shards,
+        output_dir, items, functools.partial(load_example, label_map=label_map), metadata, num_shards=num_shards,
         converter={"name": "folder", "args": {"root": root, "splits": list(splits),
                                               "val_fraction": val_fraction,
-                                              "ignore_color": list(ignore_color)}},
+                                              "ignore_color": list(ignore_color),
+                                              "masks": mask_kind(masks),
+                                              "label_map": {str(k): v for k, v in
+                                                            (label_map or {}).items()}}},
         **write_options)

@@ -72,9 +72,6 @@ class TrainConfig:
     init_checkpoint: str = ""          # another run's model_dir or checkpoint (partial restore)
     log_every: int = 10
     summary_images_every: int = 0      # 0: off
-    # Precise BN: at the last step, recompute the BN moving statistics as the mean of the
-    # batch statistics over N training batches (precise_bn.py); 0: off.
-    precise_bn_batches: int = 0
     seed: int = 0                      # weight initialization (the data has its own seed)
     # XLA for the training step. Off: slower on CPU (measured: README, Benchmarks);
     # try it on GPU/TPU (TPUs compile with XLA regardless).
@@ -283,8 +280,6 @@ def validate(config):
         (t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1"),
         (t.base_lr > 0, "train.base_lr", t.base_lr, "> 0"),
         (t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0"),
-        (t.precise_bn_batches >= 0, "train.precise_bn_batches", t.precise_bn_batches,
-         ">= 0 (0: off)"),
         (0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)"),
         (t.steps_per_loop >= 1, "train.steps_per_loop", t.steps_per_loop, ">= 1"),
         # 0 would keep no checkpoint (or divide by zero in the loop): the run's work is lost.

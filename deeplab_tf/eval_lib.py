@@ -23,7 +23,7 @@ import time
 import keras
 import tensorflow as tf
 
-from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, precise_bn, visualize
+from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, visualize
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 
@@ -225,14 +225,6 @@ def write_results(result, output_dir, metadata, step, extra=None):
     return record
 
 
-def _warn_unconverged_bn(config, model_dir, step):
-    warning = precise_bn.convergence_warning(
-        config.model.bn_momentum, step, precise_bn=precise_bn.applied(model_dir, step),
-        initialized=bool(config.train.init_checkpoint) or config.model.freeze_bn)
-    if warning:
-        logging.getLogger("deeplab_tf.eval").warning("step %d: %s", step, warning)
-
-
 def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protocol=None,
                    strategy=None, watch=False, watch_timeout=None, verbose=1, precision=None):
     """Evaluates a model_dir's checkpoint (default the latest), or with `watch` each new
@@ -271,7 +263,6 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
                     break
                 continue   # evaluated before (this evaluator restarted)
             restore(model, path)
-            _warn_unconverged_bn(config, model_dir, step)
         except tf.errors.NotFoundError:
             if not watch:
                 raise

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio, precise_bn, preemption
+from deeplab_tf import checkpointing, fileio, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -261,9 +261,6 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if "at_boundary" in hooks:
                 hooks["at_boundary"](step, watcher)
             stop = agreement.any_true(watcher.reason is not None)
-            if step == t.steps and t.precise_bn_batches and not stop:
-                _precise_bn(model, dataset_fn, strategy, step, t.precise_bn_batches, chief,
-                            model_dir)
             if step % t.checkpoint_every == 0 or step == t.steps or stop:
                 path = checkpointing.save(manager, step, hooks)
                 saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
@@ -274,11 +271,6 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if stop:
                 raise Preempted(step, saved, watcher.reason or "a notice to another worker")
     result = TrainResult(step, loss, saved, rate)
-    warning = precise_bn.convergence_warning(
-        config.model.bn_momentum, step, precise_bn=precise_bn.applied(model_dir, step),
-        initialized=bool(t.init_checkpoint) or config.model.freeze_bn)
-    if warning and chief:
-        log.warning("%s", warning)
     if chief:
         fileio.write_json(fileio.join(model_dir, "train_result.json"),
                           dataclasses.asdict(result))
@@ -297,21 +289,6 @@ def _write_sample_images(model, dataset_fn, metadata, step, count=3):
                      max_outputs=count)
     tf.summary.image("samples/prediction", tf.gather(colors, pred), step=step,
                      max_outputs=count)
-
-
-def _precise_bn(model, dataset_fn, strategy, step, num_batches, chief, model_dir):
-    """Precise BN before the last checkpoint (precise_bn.py), on per-replica batches of
-    the training input after the last step's, in cross-replica context."""
-    logging.getLogger("deeplab_tf.train").warning(
-        "precise BN: recomputing the BN moving statistics over %d training batches",
-        num_batches)
-    context = tf.distribute.InputContext(num_replicas_in_sync=strategy.num_replicas_in_sync)
-    images = (batch["image"] for batch in dataset_fn(context, step))
-    with strategy.scope():
-        used = precise_bn.recompute(model, images, num_batches, progress=chief)
-    if chief:
-        fileio.write_json(fileio.join(model_dir, precise_bn.MARKER),
-                          {"step": step, "batches": used})
 
 
 _NONE, _FAILED = -1, -2   # checkpoint numbers the chief sends for none and for an error

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio, preemption
+from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -261,6 +261,13 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if "at_boundary" in hooks:
                 hooks["at_boundary"](step, watcher)
             stop = agreement.any_true(watcher.reason is not None)
+            if step == t.steps and t.precise_bn_batches and not stop:
+                log.warning("precise BN: recomputing BN moving statistics over %d training "
+                            "batches", t.precise_bn_batches)
+                stats = iter(strategy.distribute_datasets_from_function(
+                    lambda ctx: dataset_fn(ctx, step)))
+                precise_bn.recompute(model, stats, t.precise_bn_batches, strategy,
+                                     progress=chief)
             if step % t.checkpoint_every == 0 or step == t.steps or stop:
                 path = checkpointing.save(manager, step, hooks)
                 saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
@@ -271,6 +278,11 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if stop:
                 raise Preempted(step, saved, watcher.reason or "a notice to another worker")
     result = TrainResult(step, loss, saved, rate)
+    if step > start:
+        message = precise_bn.convergence_warning(config.model.bn_momentum, step,
+                                                 t.precise_bn_batches, config.model.freeze_bn)
+        if message and chief:
+            log.warning("%s", message)
     if chief:
         fileio.write_json(fileio.join(model_dir, "train_result.json"),
                           dataclasses.asdict(result))

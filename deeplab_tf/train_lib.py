@@ -129,6 +129,7 @@ class TrainResult:
     loss: float
     checkpoint: str
     images_per_second: float
+    precise_bn_batches: int = 0   # BN statistics of `checkpoint` recomputed over N batches
 
 
 def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
@@ -277,7 +278,25 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
                 _write_sample_images(model, dataset_fn, metadata, step)
             if stop:
                 raise Preempted(step, saved, watcher.reason or "a notice to another worker")
-    result = TrainResult(step, loss, saved, rate)
+    precise = t.precise_bn_batches if step > start else 0
+    if step == start == t.steps and t.precise_bn_batches:
+        # A finished run, rerun with train.precise_bn_batches: recompute its final
+        # checkpoint's BN statistics unless done with that N already; saved as that step.
+        before = fileio.join(model_dir, "train_result.json")
+        done = fileio.read_json(before).get("precise_bn_batches", 0) \
+            if fileio.exists(before) else 0
+        precise = t.precise_bn_batches
+        if done != precise:
+            log.warning("precise BN of finished step %d: recomputing BN moving statistics "
+                        "over %d training batches", step, precise)
+            stats = iter(strategy.distribute_datasets_from_function(
+                lambda ctx: dataset_fn(ctx, step)))
+            precise_bn.recompute(model, stats, precise, strategy, progress=chief)
+            path = checkpointing.save(manager, step, hooks)
+            saved = fileio.join(ckpt_dir, fileio.basename(path))
+            if temp_dir:
+                fileio.rmtree(temp_dir)
+    result = TrainResult(step, loss, saved, rate, precise)
     if step > start:
         message = precise_bn.convergence_warning(config.model.bn_momentum, step,
                                                  t.precise_bn_batches, config.model.freeze_bn)

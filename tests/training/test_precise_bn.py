@@ -127,3 +127,19 @@ def test_convergence_criterion(momentum, steps, precise, freeze, warns):
     assert (message is not None) == warns
     assert warns == (momentum ** steps > precise_bn.INITIAL_WEIGHT_LIMIT and not precise
                      and not freeze)
+
+
+def test_finished_run_rerun_with_precise_bn_recomputes_its_checkpoint(runs, tmp_path):
+    """deeplab-train of a finished model_dir with train.precise_bn_batches: the final
+    checkpoint's statistics are recomputed once (not again on a second rerun)."""
+    import shutil
+    model_dir = str(tmp_path / "plain")
+    shutil.copytree(runs["plain"][0], model_dir)
+    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}")
+    assert f"precise BN of finished step {STEPS}" in warnings and "not converged" not in warnings
+    after = load({"x": (model_dir,)}, "x")
+    reference = load(runs, "precise")   # same weights, statistics recomputed after training
+    for a, b in zip(after.weights, reference.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}")
+    assert "precise BN" not in warnings

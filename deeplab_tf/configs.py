@@ -76,6 +76,9 @@ class TrainConfig:
     # XLA for the training step. Off: slower on CPU (measured: README, Benchmarks);
     # try it on GPU/TPU (TPUs compile with XLA regardless).
     jit_compile: bool = False
+    # Precise BN (deeplab_tf/precise_bn.py): before the final checkpoint, recompute every BN
+    # layer's moving statistics over this many training batches. 0: off.
+    precise_bn_batches: int = 0
     # deeplab-train's follow-up once training ends (the quickstart turns them on): evaluate
     # on data.eval_records, export a SavedModel, write coloured predictions of N val images.
     then_evaluate: bool = False
@@ -282,6 +285,7 @@ def validate(config):
         (t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0"),
         (0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)"),
         (t.steps_per_loop >= 1, "train.steps_per_loop", t.steps_per_loop, ">= 1"),
+        (t.precise_bn_batches >= 0, "train.precise_bn_batches", t.precise_bn_batches, ">= 0"),
         # 0 would keep no checkpoint (or divide by zero in the loop): the run's work is lost.
         (t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, ">= 1"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints", t.keep_checkpoints, ">= 1"),

@@ -23,7 +23,7 @@ import time
 import keras
 import tensorflow as tf
 
-from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, visualize
+from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, precise_bn, visualize
 from deeplab_tf.inference import Protocol, predict_probabilities
 
 
@@ -273,6 +273,12 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
             dataset = dataset()
         if verbose:
             print(f"evaluating {path} (step {step}), {protocol}")
+        # Precise BN ran before the run's final checkpoint only.
+        applied = config.train.precise_bn_batches if step >= config.train.steps else 0
+        message = precise_bn.convergence_warning(config.model.bn_momentum, step, applied,
+                                                 config.model.freeze_bn)
+        if message:
+            logging.getLogger("deeplab_tf.eval").warning("%s (checkpoint %s)", message, path)
         result = evaluate(model, dataset, metadata, protocol, strategy, verbose)
         if verbose:   # shown before any write: a write that fails cannot lose them
             print_result(result, step)

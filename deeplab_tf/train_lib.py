@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio, preemption
+from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.schedules import PolyWithWarmup
@@ -129,6 +129,7 @@ class TrainResult:
     loss: float
     checkpoint: str
     images_per_second: float
+    precise_bn_batches: int = 0   # BN statistics of `checkpoint` recomputed over N batches
 
 
 def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
@@ -261,6 +262,13 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
             if "at_boundary" in hooks:
                 hooks["at_boundary"](step, watcher)
             stop = agreement.any_true(watcher.reason is not None)
+            if step == t.steps and t.precise_bn_batches and not stop:
+                log.warning("precise BN: recomputing BN moving statistics over %d training "
+                            "batches", t.precise_bn_batches)
+                stats = iter(strategy.distribute_datasets_from_function(
+                    lambda ctx: dataset_fn(ctx, step)))
+                precise_bn.recompute(model, stats, t.precise_bn_batches, strategy,
+                                     progress=chief)
             if step % t.checkpoint_every == 0 or step == t.steps or stop:
                 path = checkpointing.save(manager, step, hooks)
                 saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
@@ -270,7 +278,30 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
                 _write_sample_images(model, dataset_fn, metadata, step)
             if stop:
                 raise Preempted(step, saved, watcher.reason or "a notice to another worker")
-    result = TrainResult(step, loss, saved, rate)
+    precise = t.precise_bn_batches if step > start else 0
+    if step == start == t.steps and t.precise_bn_batches:
+        # A finished run, rerun with train.precise_bn_batches: recompute its final
+        # checkpoint's BN statistics unless done with that N already; saved as that step.
+        before = fileio.join(model_dir, "train_result.json")
+        done = fileio.read_json(before).get("precise_bn_batches", 0) \
+            if fileio.exists(before) else 0
+        precise = t.precise_bn_batches
+        if done != precise:
+            log.warning("precise BN of finished step %d: recomputing BN moving statistics "
+                        "over %d training batches", step, precise)
+            stats = iter(strategy.distribute_datasets_from_function(
+                lambda ctx: dataset_fn(ctx, step)))
+            precise_bn.recompute(model, stats, precise, strategy, progress=chief)
+            path = checkpointing.save(manager, step, hooks)
+            saved = fileio.join(ckpt_dir, fileio.basename(path))
+            if temp_dir:
+                fileio.rmtree(temp_dir)
+    result = TrainResult(step, loss, saved, rate, precise)
+    if step > start:
+        message = precise_bn.convergence_warning(config.model.bn_momentum, step,
+                                                 t.precise_bn_batches, config.model.freeze_bn)
+        if message and chief:
+            log.warning("%s", message)
     if chief:
         fileio.write_json(fileio.join(model_dir, "train_result.json"),
                           dataclasses.asdict(result))

@@ -90,6 +90,23 @@ def scenario_replicas(workdir):
     }))
 
 
+def scenario_precise_replicas(workdir):
+    """Precise BN over 4 batches after 2 steps: MirroredStrategy (2 replicas x 2, synchronized
+    BN: statistics of the global batch) vs the default strategy; BN moving statistics."""
+    import json
+    import os
+    from deeplab_tf import train_lib
+    config = tiny_config("train.steps=2,train.checkpoint_every=2,train.precise_bn_batches=4")
+    train_lib.train(config, os.path.join(workdir, "one"), META, dataset_fn(4))
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    train_lib.train(config, os.path.join(workdir, "two"), META, dataset_fn(4),
+                    strategy=mirrored)
+    a, b = _weights(os.path.join(workdir, "two")), _weights(os.path.join(workdir, "one"))
+    stats = [k for k in a if "moving" in k]
+    print(json.dumps({"moving_stats": max_relative_difference({k: a[k] for k in stats},
+                                                              {k: b[k] for k in stats})}))
+
+
 def _initial_weights(config):
     from deeplab_tf import model_dir as model_dir_lib
     model = model_dir_lib.build_model(config, META)
@@ -154,9 +171,9 @@ def scenario_single(workdir):
 if __name__ == "__main__":
     import sys
     scenario, workdir = sys.argv[1], sys.argv[2]
-    if scenario == "replicas":
+    if scenario in ("replicas", "precise_replicas"):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    {"replicas": scenario_replicas, "resume": scenario_resume, "worker": scenario_worker,
+    {"replicas": scenario_replicas, "precise_replicas": scenario_precise_replicas, "resume": scenario_resume, "worker": scenario_worker,
      "single": scenario_single}[scenario](workdir)

@@ -201,7 +201,7 @@ def restore(model, path):
 
 def write_results(result, output_dir, metadata, step, extra=None):
     """JSON (each file whole or absent, fileio), TensorBoard scalars and the two plots of
-    one evaluation."""
+    one evaluation, as PNG files and as TensorBoard images."""
     output_dir = str(output_dir)
     fileio.makedirs(output_dir)
     record = dict(result, step=int(step), **(extra or {}))
@@ -222,6 +222,11 @@ def write_results(result, output_dir, metadata, step, extra=None):
     visualize.plot_confusion_matrix(result["confusion_matrix"], metadata.class_names,
                                     fileio.join(output_dir, "confusion_matrix.png"),
                                     title=f"{metadata.name}, step {step}")
+    with writer.as_default(step=int(step)):   # the same pictures in TensorBoard
+        for name in ("class_iou", "confusion_matrix"):
+            png = fileio.read_bytes(fileio.join(output_dir, f"{name}.png"))
+            tf.summary.image(f"eval/{name}", tf.io.decode_png(png, channels=3)[None])
+    writer.flush()
     return record
 
 

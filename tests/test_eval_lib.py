@@ -116,6 +116,18 @@ def test_cli_on_records_writes_json_tensorboard_and_plots(run_dir, tmp_path):
     assert (out / "results-1.json").exists() and list(out.glob("events.out.tfevents.*"))
     for png in ("class_iou.png", "confusion_matrix.png"):
         assert Image.open(out / png).format == "PNG"
+    # TensorBoard: the scalars, and the two pictures as images (the PNGs' pixels)
+    tags = {}
+    for events in out.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                tags[value.tag] = value
+    assert "eval/miou" in tags and f"eval_iou/{VOC.class_names[0]}" in tags
+    for name in ("class_iou", "confusion_matrix"):
+        encoded = tf.make_ndarray(tags[f"eval/{name}"].tensor)[2]   # [width, height, png]
+        shown = tf.io.decode_png(encoded, channels=3).numpy()
+        np.testing.assert_array_equal(shown, np.asarray(Image.open(out / f"{name}.png")
+                                                        .convert("RGB")))
 
 
 _REPLICAS = textwrap.dedent("""

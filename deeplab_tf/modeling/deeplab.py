@@ -51,7 +51,8 @@ class DeepLabV3(keras.Model):
       backbone_weights: None, "imagenet" or a keras.applications weights file (layout
         "keras", full width). Used once when building; not part of the saved config.
       depth_multiplier: MobileNetV2 channel multiplier (backbone "mobilenet_v2", whose
-        default head is research/deeplab's: image pooling + 1x1, aspp_rates=()).
+        default head is research/deeplab's: image pooling + 1x1, aspp_rates=()); with it,
+        layout "slim" rounds channels as research/deeplab, "keras" as keras.applications.
     """
 
     def __init__(self, num_classes, backbone="resnet101", output_stride=16,
@@ -82,7 +83,8 @@ class DeepLabV3(keras.Model):
         x = InputNormalization(input_normalization, name="input_normalization")(inputs)
         if mobilenet:
             endpoints = {"block4": mobilenet_v2.mobilenet_v2(
-                x, depth_multiplier, output_stride, bn_momentum=bn_momentum, sync_bn=sync_bn)}
+                x, depth_multiplier, output_stride, bn_momentum=bn_momentum, sync_bn=sync_bn,
+                layout=layout)}
         else:
             endpoints = resnet.resnet_v1(
                 x, depths, width_multiplier=width_multiplier, output_stride=output_stride,

@@ -102,11 +102,20 @@ def layer_plan(output_stride):
     return plan
 
 
+def channel_divisor(depth_multiplier, layout="keras"):
+    """What channel counts are rounded to: keras.applications rounds to multiples of 8;
+    research/deeplab (layout "slim") only at depth multiplier 1 (`divisible_by=8 if
+    depth_multiplier == 1.0 else 1`, min_depth likewise): 0.5 gives 12 channels, not 16."""
+    return 8 if layout != "slim" or depth_multiplier == 1.0 else 1
+
+
 def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
-                 bn_epsilon=BN_EPSILON, sync_bn=False):
+                 bn_epsilon=BN_EPSILON, sync_bn=False, layout="keras"):
     """MobileNetV2 features (the last inverted residual block's output) from normalized
-    images ([-1, 1]). Returns the feature tensor, `make_divisible(320 * dm)` channels.
+    images ([-1, 1]). Returns the feature tensor, 320 x depth_multiplier channels (rounded
+    as `channel_divisor` says).
     """
+    divisor = channel_divisor(depth_multiplier, layout)
     def bn(y, name):
         return keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
                                                synchronized=sync_bn, name=name)(y)
@@ -115,18 +124,18 @@ def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
         return keras.layers.ReLU(6.0, name=name)(y)
 
     plan = layer_plan(output_stride)
-    channels = make_divisible(32 * depth_multiplier)
+    channels = make_divisible(32 * depth_multiplier, divisor)
     x = Conv(channels, 3, strides=2, name="Conv1")(x)
     x = relu6(bn(x, "bn_Conv1"), "Conv1_relu")
     block = 0
     for t, c, n, _ in STAGES:
-        out = make_divisible(c * depth_multiplier)
+        out = make_divisible(c * depth_multiplier, divisor)
         for _ in range(n):
             stride, rate = plan[block]
             prefix = f"block_{block}_" if block else "expanded_conv_"
             y = x
             if t != 1:
-                y = Conv(channels * t, 1, name=prefix + "expand")(y)
+                y = Conv(make_divisible(channels * t), 1, name=prefix + "expand")(y)
                 y = relu6(bn(y, prefix + "expand_BN"), prefix + "expand_relu")
             y = DepthwiseConv(3, strides=stride, dilation_rate=rate,
                               name=prefix + "depthwise")(y)

@@ -57,27 +57,62 @@ def _dequantize(details, value):
             ).astype(np.float32)
 
 
+def read_convs(path):
+    """(input shape, the file's conv ops in execution order: dicts with op, kernel (ours:
+    [h, w, in, out|1]), bias, their tensor names and the output shape), dequantized."""
+    try:
+        interpreter = tf.lite.Interpreter(model_content=fileio.read_bytes(path))
+        interpreter.allocate_tensors()
+    except ValueError as e:
+        raise ValueError(f"{path}: not a TFLite model ({e})") from None
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    convs = []
+    for op in interpreter._get_ops_details():   # noqa: SLF001 (no public API for ops)
+        if op["op_name"] not in CONV_OPS:
+            continue
+        w, b = details[op["inputs"][1]], details[op["inputs"][2]]
+        kernel = _dequantize(w, interpreter.get_tensor(w["index"]))
+        convs.append(dict(op=op["op_name"], kernel=np.transpose(kernel, (1, 2, 3, 0)),
+                          kernel_name=w["name"], bias_name=b["name"],
+                          bias=_dequantize(b, interpreter.get_tensor(b["index"])),
+                          output_shape=tuple(details[op["outputs"][0]]["shape"])))
+    return tuple(interpreter.get_input_details()[0]["shape"]), convs
+
+
+def load_classifier(path):
+    """slim's MobileNetV2 ImageNet classifier .tflite (e.g. mobilenet_v2_1.0_224_quant) as
+    `mobilenet_v2.classifier`: raw RGB in, 1001 logits out (class 0: background)."""
+    _, convs = read_convs(path)
+    num_classes = convs[-1]["kernel"].shape[-1]
+    depth = convs[-3]["kernel"].shape[-1] / 320
+    layers = conv_layers(depth)[:-len(HEAD)] + [("Conv_1", "Conv_1_bn"), ("Logits", None)]
+    if len(layers) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions, expected {len(layers)} "
+                         f"(a MobileNetV2 classifier)")
+    model = mobilenet_v2.classifier(depth, num_classes, layout="slim")
+    for conv, (layer, bn) in zip(convs, layers):
+        if bn is None:
+            model.get_layer(layer).set_weights([conv["kernel"], conv["bias"]])
+            continue
+        model.get_layer(layer).set_weights([conv["kernel"]])
+        b = conv["bias"]
+        model.get_layer(bn).set_weights([np.ones_like(b), b, np.zeros_like(b),
+                                         np.full_like(b, 1 - mobilenet_v2.BN_EPSILON)])
+    return model
+
+
 class TFLiteReader:
     """The file's conv weights as a checkpoint reader (`get_variable_to_shape_map`,
     `get_tensor`) whose names are the file's tensor names, plus `targets`:
     (our layer, weight) -> name, and `arch` (what the file implies)."""
 
     def __init__(self, path):
-        try:
-            interpreter = tf.lite.Interpreter(model_content=fileio.read_bytes(path))
-            interpreter.allocate_tensors()
-        except ValueError as e:
-            raise ValueError(f"{path}: not a TFLite model ({e})") from None
-        details = {t["index"]: t for t in interpreter.get_tensor_details()}
+        self.input_shape, convs = read_convs(path)
         self.tensors, self.targets = {}, {}
-        convs = [op for op in interpreter._get_ops_details()   # noqa: SLF001 (no public API)
-                 if op["op_name"] in CONV_OPS]
-        self.input_shape = tuple(interpreter.get_input_details()[0]["shape"])
         last_backbone = len(convs) - len(HEAD)
         if last_backbone < 1:
             raise ValueError(f"{path}: {len(convs)} convolutions, not a DeepLabv3 MobileNetV2")
-        weights = [details[op["inputs"][1]] for op in convs]
-        features = weights[last_backbone - 1]["shape"][0]
+        features = convs[last_backbone - 1]["kernel"].shape[-1]
         self.depth_multiplier = features / 320
         expected = conv_layers(self.depth_multiplier)
         if len(expected) != len(convs) or self.depth_multiplier not in \
@@ -85,18 +120,16 @@ class TFLiteReader:
             raise ValueError(f"{path}: {len(convs)} convolutions with {features} backbone "
                              f"features; expected {len(expected)} (DeepLabv3 MobileNetV2, "
                              f"depth multiplier one of {mobilenet_v2.DEPTH_MULTIPLIERS})")
-        out_size = details[convs[last_backbone]["outputs"][0]]["shape"][1]
+        out_size = convs[last_backbone]["output_shape"][1]
         self.output_stride = int(2 ** round(np.log2((self.input_shape[1] - 1) / (out_size - 1))))
-        self.num_classes = int(weights[-1]["shape"][0])
+        self.num_classes = int(convs[-1]["kernel"].shape[-1])
         for op, (conv, bn) in zip(convs, expected):
-            w, b = details[op["inputs"][1]], details[op["inputs"][2]]
-            kernel = _dequantize(w, interpreter.get_tensor(w["index"]))
-            bias = _dequantize(b, interpreter.get_tensor(b["index"]))
-            kernel = np.transpose(kernel, (1, 2, 3, 0))    # [out|1, h, w, in] -> ours
+            kernel, bias = op["kernel"], op["bias"]
+            w, b = {"name": op["kernel_name"]}, {"name": op["bias_name"]}
             if conv == "aspp_project_conv":                 # [pool, 1x1] -> [1x1, pool]
                 half = kernel.shape[2] // 2
                 kernel = np.concatenate([kernel[:, :, half:], kernel[:, :, :half]], axis=2)
-            weight = "depthwise_kernel" if op["op_name"] == "DEPTHWISE_CONV_2D" else "kernel"
+            weight = "depthwise_kernel" if op["op"] == "DEPTHWISE_CONV_2D" else "kernel"
             self._add(conv, weight, w["name"], kernel)
             if bn is None:
                 self._add(conv, "bias", b["name"], bias)
@@ -108,11 +141,6 @@ class TFLiteReader:
             self._add(bn, "moving_mean", folded + "mean=0)", np.zeros_like(bias))
             self._add(bn, "moving_variance", folded + "variance=1-eps)",
                       np.full_like(bias, 1 - eps))
-        used = {d["index"] for op in convs for d in map(details.get, op["inputs"][1:3])}
-        for index, d in details.items():   # other constant tensors: reported as unmapped
-            if index not in used and d["name"] and d["shape"].size and \
-                    len(d["shape"]) >= 1 and "weights" in d["name"]:
-                self.tensors[d["name"]] = None
 
     def _add(self, layer, weight, name, value):
         self.tensors[name] = value

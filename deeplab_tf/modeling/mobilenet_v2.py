@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from deeplab_tf.modeling.layers import Conv
+from deeplab_tf.modeling.layers import Conv, InputNormalization
 
 # (expansion t, output channels c, repeats n, first stride s) per stage (Table 2 of
 # MobileNetV2), after the 32-channel stride-2 stem.
@@ -162,3 +162,19 @@ def load_backbone_weights(model, depth_multiplier=1.0, weights="imagenet"):
             ours[layer.name].set_weights(layer.get_weights())
             copied += 1
     return copied
+
+
+def classifier(depth_multiplier=1.0, num_classes=1001, layout="slim"):
+    """The ImageNet classifier (raw RGB in, logits out): features, then `Conv_1` (1280
+    channels, more above depth 1), BN, ReLU6, global average pooling and a 1x1 `Logits`
+    conv with bias (slim's 1001 classes: 0 is background)."""
+    inputs = keras.Input((None, None, 3), name="image")
+    x = InputNormalization("tf", name="input_normalization")(inputs)
+    x = mobilenet_v2(x, depth_multiplier, 32, layout=layout)
+    x = Conv(make_divisible(1280 * max(1.0, depth_multiplier)), 1, name="Conv_1")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="Conv_1_bn")(x)
+    x = keras.layers.ReLU(6.0, name="out_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+    x = Conv(num_classes, 1, use_bias=True, name="Logits")(x)
+    return keras.Model(inputs, keras.layers.Flatten(name="flatten")(x),
+                       name=f"mobilenet_v2_{depth_multiplier}")

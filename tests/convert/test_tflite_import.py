@@ -138,3 +138,21 @@ def test_imported_model_fine_tunes(tmp_path):
     after = float(loss_fn())
     print(f"fine-tuning loss {before:.4f} -> {after:.4f}")
     assert after < before
+
+
+def test_classifier_gives_the_interpreters_top1_on_cat():
+    """slim's quantized MobileNetV2 1.0 ImageNet classifier through our MobileNetV2: the
+    interpreter's top-1 (286, Egyptian cat) on cat.bmp, and the same top-5 set."""
+    from deeplab_tf.convert.tflite import load_classifier
+    path = str(MODELS / "mobilenet_v2_1.0_224_quant.tflite")
+    image = np.asarray(Image.open(MODELS / "cat.bmp").convert("RGB").resize(
+        (224, 224), Image.BILINEAR))
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+    interpreter.invoke()
+    ref = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    logits = load_classifier(path)(image[None].astype(np.float32)).numpy()[0]
+    assert int(np.argmax(ref)) == 286
+    assert int(np.argmax(logits)) == 286
+    assert set(np.argsort(logits)[-3:]) <= set(np.argsort(ref)[-5:])

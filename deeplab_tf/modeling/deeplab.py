@@ -123,6 +123,10 @@ class DeepLabV3(keras.Model):
         if mobilenet:
             self._builder_args["depth_multiplier"] = float(depth_multiplier)
         if backbone_weights is not None and mobilenet:
+            if mobilenet_v2.channel_divisor(depth_multiplier, layout) != 8:
+                raise ValueError(f"backbone_weights={backbone_weights!r} loads keras.applications "
+                                 f"MobileNetV2 weights: needs layout='keras' at "
+                                 f"depth_multiplier={depth_multiplier}")
             mobilenet_v2.load_backbone_weights(self, depth_multiplier, backbone_weights)
         elif backbone_weights is not None:
             if backbone_weights == "imagenet" and (layout != "keras" or stem != "7x7"

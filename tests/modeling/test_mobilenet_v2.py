@@ -113,3 +113,19 @@ def test_keras_applications_weights_transfer_exactly(alpha):
     ours = keras.Model(model.input, model.get_layer("block_16_project_BN").output)
     np.testing.assert_allclose(ours(image).numpy(), ref(image / 127.5 - 1).numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_slim_layout_rounds_channels_as_research_deeplab_and_rebuilds_at_os8():
+    from deeplab_tf.modeling.deeplab import set_output_stride
+    # research/deeplab: divisible_by=8 only at depth 1.0, so 24 * 0.5 = 12 channels (keras: 16).
+    model = build_deeplabv3(21, backbone="mobilenet_v2", depth_multiplier=0.5, layout="slim",
+                            output_stride=16)
+    assert model.get_layer("block_1_project").kernel.shape[-1] == 12
+    assert model.get_layer("block_2_expand").kernel.shape[-1] == 72
+    assert model.get_layer("block_16_project").kernel.shape[-1] == 160
+    rebuilt = set_output_stride(model, 8)
+    assert rebuilt.builder_args["depth_multiplier"] == 0.5
+    assert rebuilt.get_layer("block_6_depthwise").strides == 1
+    assert rebuilt.get_layer("block_16_depthwise").dilation_rate == 4
+    for a, b in zip(model.get_weights(), rebuilt.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -155,6 +155,13 @@ def load_backbone_weights(model, depth_multiplier=1.0, weights="imagenet"):
     "imagenet" or a keras.applications weights file (include_top=False)."""
     source = keras.applications.MobileNetV2(
         input_shape=(224, 224, 3), alpha=depth_multiplier, include_top=False, weights=weights)
+    return transfer_keras_applications_weights(model, source)
+
+
+def transfer_keras_applications_weights(model, source):
+    """Copies every variable of a `keras.applications.MobileNetV2` model `source` into
+    `model`'s layer of the same name; returns how many layers were copied. Its top
+    (`Conv_1`, `Conv_1_bn`, `predictions`) is skipped unless `model` has those layers."""
     ours = {layer.name: layer for layer in model.layers}
     copied = 0
     for layer in source.layers:

@@ -98,11 +98,7 @@ def test_keras_applications_weights_transfer_exactly(alpha):
                            for v, w in zip(layer.weights, layer.get_weights())])
     model = build_deeplabv3(21, backbone="mobilenet_v2", depth_multiplier=alpha,
                             output_stride=32)
-    copied = 0
-    for layer in source.layers:
-        if layer.weights and layer.name not in ("Conv_1", "Conv_1_bn"):
-            model.get_layer(layer.name).set_weights(layer.get_weights())
-            copied += 1
+    copied = mobilenet_v2.transfer_keras_applications_weights(model, source)
     backbone_layers = [l for l in model.layers if l.weights and not l.name.startswith(
         ("aspp", "logits"))]
     assert copied == len(backbone_layers)

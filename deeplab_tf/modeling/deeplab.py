@@ -23,7 +23,8 @@ class DeepLabV3(keras.Model):
 
     Args:
       num_classes: logits channels (21 for PASCAL VOC).
-      backbone: "resnet50", "resnet101", "resnet152" or "resnet_tiny" (`resnet.DEPTHS`).
+      backbone: "resnet50", "resnet101", "resnet152", "resnet_tiny" (`resnet.DEPTHS`) or
+        "mobilenet_v2" (`mobilenet_v2.py`, with `depth_multiplier`).
       output_stride: 8, 16 or 32 (64-256 with extra_blocks); Sec. 3.1. Paper: 16 for
         training, 8 for the final evaluation.
       multi_grid: unit rates of block4 and the cascaded blocks (Sec. 3.2). Paper: (1, 2, 4).
@@ -67,6 +68,9 @@ class DeepLabV3(keras.Model):
         if depths is None and backbone not in resnet.DEPTHS and not mobilenet:
             raise ValueError(f"backbone={backbone!r}, expected one of "
                              f"{sorted(resnet.DEPTHS) + ['mobilenet_v2']}")
+        if mobilenet and extra_blocks:
+            raise ValueError(f"extra_blocks={extra_blocks}: cascaded blocks are ResNet "
+                             f"blocks; backbone='mobilenet_v2' needs extra_blocks=0")
         if head not in HEADS:
             raise ValueError(f"head={head!r}, expected one of {HEADS}")
         if int(num_classes) < 1:

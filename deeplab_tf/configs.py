@@ -30,6 +30,7 @@ class ModelConfig:
     input_normalization: Optional[str] = None      # None: what the layout's weights expect
     depths: Optional[Tuple[int, ...]] = None
     width_multiplier: float = 1.0
+    depth_multiplier: float = 1.0      # backbone "mobilenet_v2" only
     backbone_weights: Optional[str] = "imagenet"   # "imagenet", a weights file, or None
     freeze_bn: bool = False            # stage 2 (Sec. 4.1): BN statistics and scales frozen
 
@@ -311,4 +312,5 @@ def model_kwargs(model_config, num_classes, sync_bn=False):
         head=m.head, image_pooling=m.image_pooling, aspp_filters=m.aspp_filters,
         dropout_rate=m.dropout_rate, bn_momentum=m.bn_momentum, activation=m.activation,
         layout=m.layout, stem=m.stem, depths=m.depths, width_multiplier=m.width_multiplier,
-        input_normalization=m.input_normalization, sync_bn=sync_bn)
+        input_normalization=m.input_normalization, sync_bn=sync_bn,
+        depth_multiplier=m.depth_multiplier)

@@ -4,10 +4,10 @@
     result = convert_checkpoint("garden", "ckpt-1000", "runs/from_garden")
     print(result.summary())          # every variable left unmapped, on either side
 """
-from deeplab_tf.convert import garden, slim
+from deeplab_tf.convert import garden, slim, tflite
 from deeplab_tf.convert.core import Conversion, convert
 
-SOURCES = {"garden": garden, "slim": slim}
+SOURCES = {"garden": garden, "slim": slim, "tflite": tflite}
 
 
 def convert_checkpoint(source, checkpoint, output_dir, **kwargs):

@@ -1,7 +1,8 @@
 """Checkpoint conversion: read a foreign checkpoint, map its variables onto DeepLabV3, write a
 model_dir that every tool loads.
 
-A source (`garden`, `slim`) provides two functions:
+A source (`garden`, `slim`, `tflite`) provides two functions (and `tflite` a third,
+`reader(path)`, for a format that is not a TF checkpoint):
 
     infer(shapes, path) -> dict     the architecture its variables imply (ModelConfig fields,
                                     plus "num_classes" and "num_aspp_rates"), with clear
@@ -154,7 +155,9 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     """
     check_output_dir(output_dir, overwrite, checkpoint)   # before any work
     path = resolve_checkpoint(checkpoint)
-    reader = fileio.checkpoint_reader(path)
+    # A source may read another format (tflite) through its own `reader(path)`.
+    reader = source.reader(path) if hasattr(source, "reader") else \
+        fileio.checkpoint_reader(path)
     shapes = reader.get_variable_to_shape_map()
     arch = source.infer(shapes, path)
     found_classes = arch.pop("num_classes", None)
@@ -178,7 +181,8 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     metadata = metadata_lib.DatasetMetadata(name=config.name, class_names=names)
     model = model_dir.build_model(config, metadata)
 
-    mapped, unmapped_model = assign_variables(model, reader, source.mapper(model, shapes))
+    mapper = source.mapper(model, reader if hasattr(source, "reader") else shapes)
+    mapped, unmapped_model = assign_variables(model, reader, mapper)
     if unmapped_model and not allow_partial:
         raise ValueError(f"{len(unmapped_model)} model variables have no counterpart in "
                          f"{path}: {', '.join(unmapped_model)} (allow_partial keeps their "

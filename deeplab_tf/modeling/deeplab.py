@@ -6,7 +6,7 @@
 """
 import keras
 
-from deeplab_tf.modeling import resnet
+from deeplab_tf.modeling import mobilenet_v2, resnet
 from deeplab_tf.modeling.aspp import aspp, default_aspp_rates
 from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike
 
@@ -23,7 +23,8 @@ class DeepLabV3(keras.Model):
 
     Args:
       num_classes: logits channels (21 for PASCAL VOC).
-      backbone: "resnet50", "resnet101", "resnet152" or "resnet_tiny" (`resnet.DEPTHS`).
+      backbone: "resnet50", "resnet101", "resnet152", "resnet_tiny" (`resnet.DEPTHS`) or
+        "mobilenet_v2" (`mobilenet_v2.py`, with `depth_multiplier`).
       output_stride: 8, 16 or 32 (64-256 with extra_blocks); Sec. 3.1. Paper: 16 for
         training, 8 for the final evaluation.
       multi_grid: unit rates of block4 and the cascaded blocks (Sec. 3.2). Paper: (1, 2, 4).
@@ -50,6 +51,9 @@ class DeepLabV3(keras.Model):
         the ground truth intact, Sec. 4.1); False returns logits at the output stride.
       backbone_weights: None, "imagenet" or a keras.applications weights file (layout
         "keras", full width). Used once when building; not part of the saved config.
+      depth_multiplier: MobileNetV2 channel multiplier (backbone "mobilenet_v2", whose
+        default head is research/deeplab's: image pooling + 1x1, aspp_rates=()); with it,
+        layout "slim" rounds channels as research/deeplab, "keras" as keras.applications.
     """
 
     def __init__(self, num_classes, backbone="resnet101", output_stride=16,
@@ -57,35 +61,49 @@ class DeepLabV3(keras.Model):
                  image_pooling=True, aspp_filters=256, dropout_rate=0.0, bn_momentum=0.9997,
                  sync_bn=False, activation="relu", layout="keras", stem="7x7", depths=None,
                  width_multiplier=1.0, input_normalization=None, upsample_logits=True,
-                 backbone_weights=None, **kwargs):
+                 backbone_weights=None, depth_multiplier=1.0, **kwargs):
         if layout not in resnet.LAYOUTS:
             raise ValueError(f"layout={layout!r}, expected one of {sorted(resnet.LAYOUTS)}")
-        if depths is None and backbone not in resnet.DEPTHS:
-            raise ValueError(f"backbone={backbone!r}, expected one of {sorted(resnet.DEPTHS)}")
+        mobilenet = backbone == "mobilenet_v2"
+        if depths is None and backbone not in resnet.DEPTHS and not mobilenet:
+            raise ValueError(f"backbone={backbone!r}, expected one of "
+                             f"{sorted(resnet.DEPTHS) + ['mobilenet_v2']}")
+        if mobilenet and extra_blocks:
+            raise ValueError(f"extra_blocks={extra_blocks}: cascaded blocks are ResNet "
+                             f"blocks; backbone='mobilenet_v2' needs extra_blocks=0")
         if head not in HEADS:
             raise ValueError(f"head={head!r}, expected one of {HEADS}")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes={num_classes}: expected >= 1")
         lay = resnet.LAYOUTS[layout]
-        depths = tuple(depths) if depths is not None else resnet.DEPTHS[backbone]
+        depths = tuple(depths) if depths is not None else resnet.DEPTHS.get(backbone, ())
         multi_grid = tuple(int(m) for m in multi_grid)
         if aspp_rates is not None:
             aspp_rates = tuple(int(r) for r in aspp_rates)
-        input_normalization = input_normalization or lay.normalization
+        input_normalization = input_normalization or ("tf" if mobilenet else lay.normalization)
+        head_epsilon = 1e-5 if mobilenet else lay.bn_epsilon
 
         inputs = keras.Input((None, None, 3), name="image")
         x = InputNormalization(input_normalization, name="input_normalization")(inputs)
-        endpoints = resnet.resnet_v1(
-            x, depths, width_multiplier=width_multiplier, output_stride=output_stride,
-            multi_grid=multi_grid, extra_blocks=extra_blocks,
-            stride_position=lay.stride_position, conv_bias=lay.conv_bias,
-            bn_epsilon=lay.bn_epsilon, padding=lay.padding, pool_padding=lay.pool_padding,
-            stem=stem, bn_momentum=bn_momentum, sync_bn=sync_bn, activation=activation)
+        if mobilenet:
+            endpoints = {"block4": mobilenet_v2.mobilenet_v2(
+                x, depth_multiplier, output_stride, bn_momentum=bn_momentum, sync_bn=sync_bn,
+                layout=layout)}
+        else:
+            endpoints = resnet.resnet_v1(
+                x, depths, width_multiplier=width_multiplier, output_stride=output_stride,
+                multi_grid=multi_grid, extra_blocks=extra_blocks,
+                stride_position=lay.stride_position, conv_bias=lay.conv_bias,
+                bn_epsilon=lay.bn_epsilon, padding=lay.padding, pool_padding=lay.pool_padding,
+                stem=stem, bn_momentum=bn_momentum, sync_bn=sync_bn, activation=activation)
         features = endpoints[f"block{4 + extra_blocks}"]
         if head == "aspp":
-            features = aspp(features, aspp_rates or default_aspp_rates(output_stride),
+            rates = aspp_rates
+            if rates is None:
+                rates = () if mobilenet else default_aspp_rates(output_stride)
+            features = aspp(features, rates,
                             filters=aspp_filters, image_pooling=image_pooling,
-                            bn_momentum=bn_momentum, bn_epsilon=lay.bn_epsilon,
+                            bn_momentum=bn_momentum, bn_epsilon=head_epsilon,
                             sync_bn=sync_bn, activation=activation)
         if dropout_rate:
             features = keras.layers.Dropout(dropout_rate, name="dropout")(features)
@@ -106,7 +124,15 @@ class DeepLabV3(keras.Model):
             depths=depths,
             width_multiplier=float(width_multiplier),
             input_normalization=input_normalization, upsample_logits=bool(upsample_logits))
-        if backbone_weights is not None:
+        if mobilenet:
+            self._builder_args["depth_multiplier"] = float(depth_multiplier)
+        if backbone_weights is not None and mobilenet:
+            if mobilenet_v2.channel_divisor(depth_multiplier, layout) != 8:
+                raise ValueError(f"backbone_weights={backbone_weights!r} loads keras.applications "
+                                 f"MobileNetV2 weights: needs layout='keras' at "
+                                 f"depth_multiplier={depth_multiplier}")
+            mobilenet_v2.load_backbone_weights(self, depth_multiplier, backbone_weights)
+        elif backbone_weights is not None:
             if backbone_weights == "imagenet" and (layout != "keras" or stem != "7x7"
                                                    or width_multiplier != 1.0):
                 raise ValueError("backbone_weights='imagenet' loads keras.applications "

@@ -19,8 +19,11 @@ from absl import app, flags
 from deeplab_tf.tools import check_flags, run_main
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("source", None, ["garden", "slim"], "garden: Model Garden (official/vision) "
-                  "DeepLabV3; slim: research/deeplab with TF-slim resnet_v1_*.", required=True)
+flags.DEFINE_enum("source", None, ["garden", "slim", "tflite"], "garden: Model Garden "
+                  "(official/vision) DeepLabV3; slim: research/deeplab with TF-slim "
+                  "resnet_v1_*; tflite: research/deeplab's released MobileNetV2 .tflite "
+                  "(quantized weights dequantized, folded BN as identity BN + bias).",
+                  required=True)
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. model.ckpt-30000) or a "
                     "directory (its latest checkpoint).", required=True)
 flags.DEFINE_string("output_dir", None, "model_dir to write (config.json, dataset.json, "

@@ -218,3 +218,48 @@ def test_existing_export_refused_before_any_work(exported, monkeypatch):
     monkeypatch.setattr(model_dir, "load_model", None)   # must not get that far
     with pytest.raises(FileExistsError, match="exists: pass overwrite"):
         export_lib.export_model_dir(root / "run", export_dir)
+
+
+class _FakeServing:
+    """TF Serving's REST predict API (row format) over a loaded SavedModel, in-process:
+    `{"signature_name": ..., "instances": [...]}`, `{"b64": ...}` for bytes, one dict of
+    outputs per instance under "predictions"."""
+
+    def __init__(self, export_dir):
+        self.loaded = tf.saved_model.load(str(export_dir))
+        self.urls = []
+
+    def urlopen(self, url, data):
+        import base64
+        import io as _io
+        self.urls.append(url)
+        request = json.loads(data)
+        signature = self.loaded.signatures[request.get("signature_name", "serving_default")]
+        (name,) = signature.structured_input_signature[1]   # one named input
+        values = [base64.b64decode(i["b64"]) if isinstance(i, dict) else i
+                  for i in request["instances"]]
+        out = signature(**{name: tf.constant(values)})
+        predictions = [{k: v[i].numpy().tolist() for k, v in out.items()}
+                       for i in range(len(values))]
+        return _io.BytesIO(json.dumps({"predictions": predictions}).encode())
+
+
+def test_readme_rest_request_runs_against_the_signature(exported, tmp_path, monkeypatch):
+    """The README's TF Serving client, run as written (urlopen answered in-process as TF
+    Serving's REST API answers it): its body fits serving_default and `labels` is the
+    photo's label map, the Segmenter's labels."""
+    import re
+    import urllib.request
+    _, segmenter, export_dir = exported
+    readme = (REPO / "README.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+                   if "v1/models/deeplab:predict" in block)
+    (tmp_path / "photo.jpg").write_bytes(FILES[0].read_bytes())
+    server = _FakeServing(export_dir)
+    monkeypatch.setattr(urllib.request, "urlopen", server.urlopen)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert server.urls == ["http://localhost:8501/v1/models/deeplab:predict"]
+    expected, _ = segmenter.segment(read_image(FILES[0]))
+    np.testing.assert_array_equal(np.array(namespace["labels"]), expected)

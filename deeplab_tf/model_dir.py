@@ -2,6 +2,9 @@
 
     model_dir/
       config.json        the effective ExperimentConfig (configs.save_json)
+      config-<step>.json the config it replaced at checkpoint <step>, when a resume changed
+                         it (deeplab-train --allow_config_change; `config_change`)
+      lease.json         held by the running trainer (`lease`)
       dataset.json       the dataset metadata: class names, colours, ignore value
       checkpoints/       tf.train.CheckpointManager: ckpt-N.index / .data-*, `checkpoint`
 
@@ -21,10 +24,39 @@ CHECKPOINTS = "checkpoints"
 
 
 def write_config(model_dir, config, metadata):
-    """Writes config.json and dataset.json, each complete or not at all (fileio)."""
+    """Writes config.json and dataset.json, each complete or not at all (fileio). A stored
+    one that differs is kept first as config-<step>.json (dataset-<step>.json), <step> the
+    latest checkpoint's: a resume that changed the config keeps the run's history."""
     fileio.makedirs(model_dir)
-    fileio.write_text(fileio.join(model_dir, CONFIG), configs.to_json(config))
-    fileio.write_text(fileio.join(model_dir, DATASET), metadata.to_json())
+    for name, text in ((CONFIG, configs.to_json(config)), (DATASET, metadata.to_json())):
+        path = fileio.join(model_dir, name)
+        if fileio.exists(path) and fileio.read_text(path) != text:
+            _keep_previous(model_dir, path)
+        fileio.write_text(path, text)
+
+
+def _keep_previous(model_dir, path):
+    latest = latest_checkpoint(model_dir)
+    step = latest.rsplit("-", 1)[-1] if latest else "0"
+    stem = fileio.basename(path)[:-len(".json")]
+    target, n = fileio.join(model_dir, f"{stem}-{step}.json"), 1
+    while fileio.exists(target):   # changed twice at one step: never over an earlier one
+        n += 1
+        target = fileio.join(model_dir, f"{stem}-{step}.{n}.json")
+    fileio.write_text(target, fileio.read_text(path))
+
+
+def check_resume(model_dir, config, metadata=None, allow_change=False):
+    """Before a run writes anything into `model_dir`: if it holds checkpoints, compares its
+    stored config (and classes) with `config` (`config_change.check`: raises
+    ConfigChangeError listing the differences, unless each is allowed and `allow_change`).
+    Returns the differences accepted ([] for a fresh model_dir)."""
+    from deeplab_tf import config_change
+    if not fileio.exists(fileio.join(model_dir, CONFIG)) or latest_checkpoint(model_dir) is None:
+        return []
+    stored, stored_metadata = read_config(model_dir)
+    return config_change.check(model_dir, stored, config, allow_change, stored_metadata,
+                               metadata)
 
 
 def read_config(model_dir):

@@ -132,7 +132,8 @@ class TrainResult:
     precise_bn_batches: int = 0   # BN statistics of `checkpoint` recomputed over N batches
 
 
-def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
+def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
+          allow_config_change=False):
     """Trains `config` into `model_dir`; resumes from its latest checkpoint if any.
 
     Args:
@@ -149,7 +150,12 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
         "mid_save" fn(step, path) (files written, not yet the latest) and "after_save"
         fn(step, path) around each checkpoint (`checkpointing`). A hook may raise or kill
         the process to simulate a crash there (tests/reliability/ does).
+      allow_config_change: resume although the config differs from the model_dir's in keys
+        `config_change.ALLOWED` (more steps...); the previous config is kept as
+        config-<step>.json. Other differences are refused whatever this says.
     Raises:
+      config_change.ConfigChangeError: the model_dir has checkpoints of another config
+        (before anything is written; every worker decides the same from the same files).
       Preempted: after a preemption notice (`preemption`), once a checkpoint is saved.
       checkpointing.CheckpointWriteError: a checkpoint could not be written (disk full...).
       checkpointing.CheckpointRestoreError: checkpoints exist and none can be restored.
@@ -160,6 +166,8 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None):
     t = config.train
     chief = is_chief(strategy)
     log = logging.getLogger("deeplab_tf.train")
+    # Compared before any write: on every worker, so all stop together on a refusal.
+    model_dir_lib.check_resume(model_dir, config, metadata, allow_config_change)
     if chief:
         model_dir_lib.write_config(model_dir, config, metadata)
     keras.utils.set_random_seed(t.seed)  # same initial weights on every worker and rerun

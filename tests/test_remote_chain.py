@@ -43,9 +43,9 @@ def bucket(tmp_path, monkeypatch):
     fileio.rmtree(root)
 
 
-def _train(root, steps, more=""):
+def _train(root, steps, more="", *flags):
     return run_tool(
-        "train", "--experiment=quickstart", f"--model_dir={root}/runs/qs",
+        "train", "--experiment=quickstart", f"--model_dir={root}/runs/qs", *flags,
         "--params_override=" + ",".join(filter(None, [
             TINY, f"train.steps={steps}", f"data.train_records={root}/data/train-*.tfrecord",
             f"data.eval_records={root}/data/val-*.tfrecord", more])))
@@ -60,7 +60,10 @@ def test_quickstart_chain_on_ram_touches_no_local_file(bucket):
                            "train.then_predict=0") == 0
     assert fileio.exists(f"{root}/data/manifest.json")
     assert fileio.read_json(f"{run}/train_result.json")["step"] == 2
-    assert _train(root, 4, "train.then_predict=2") == 0
+    # more steps and the follow-up on: changes --allow_config_change accepts
+    assert _train(root, 4, "train.then_predict=2") == 1
+    assert _train(root, 4, "train.then_predict=2", "--allow_config_change") == 0
+    assert fileio.exists(f"{run}/config-2.json") and not fileio.exists(f"{run}/lease.json")
     assert fileio.read_json(f"{run}/train_result.json")["step"] == 4
     assert tf.train.latest_checkpoint(f"{run}/checkpoints").endswith("ckpt-4")
     assert fileio.glob(f"{run}/train/events.out.tfevents.*")

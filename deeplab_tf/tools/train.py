@@ -8,7 +8,10 @@ by SIGTERM/SIGINT or a GCE maintenance/preemption event after saving a checkpoin
 worker at the same step), rerun the same command to resume; 1 on a non-finite loss (the
 last good checkpoint is kept), a checkpoint that cannot be written, corrupt records (named:
 shard and index; data.skip_corrupt_records=true trains without them and reports how
-many), or bad flags (before any work).
+many), bad flags (before any work), a config that differs from the one --model_dir was
+trained with (the differences listed; --allow_config_change accepts the safe ones, like more
+steps), or a --model_dir in use by another deeplab-train (its lease.json: host, pid, last
+heartbeat; --break_lease when it is gone). Nothing is written in these cases.
 """
 import logging
 import os
@@ -32,6 +35,14 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
                   "default: one CPU/GPU; mirrored: all local GPUs (sync BN); multi_worker: "
                   "TF_CONFIG cluster; tpu: --tpu.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume although the config differs from --model_dir's config.json in safe "
+                  "keys (train.steps, checkpoint/log cadence, follow-up, eval/export); the "
+                  "previous config is kept as config-<step>.json. Changes to the model's "
+                  "variables or the data stream are refused regardless.")
+flags.DEFINE_bool("break_lease", False,
+                  "Take over --model_dir's lease.json from a trainer that is still marked "
+                  "live (only when you know it is gone; a stale lease is taken over anyway).")
 define_mixed_precision("for training (float16 with loss scaling)")
 flags.mark_flag_as_required("model_dir")
 
@@ -57,7 +68,6 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress
     import keras
     from deeplab_tf import train_lib
-    from deeplab_tf.data import training_input
     if tf_config_task_type() == "evaluator":   # a sidecar evaluator: follows, never trains
         from deeplab_tf import eval_lib
         eval_lib.follow(FLAGS.model_dir)
@@ -67,7 +77,36 @@ def main(argv):
     strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    from deeplab_tf import config_change, lease
+    from deeplab_tf import model_dir as model_dir_lib
+    from deeplab_tf.configs import ConfigError
+    try:   # before anything is written (train() checks again, with the dataset's classes)
+        model_dir_lib.check_resume(FLAGS.model_dir, config, None, FLAGS.allow_config_change)
+    except (config_change.ConfigChangeError, ConfigError) as e:   # or an unreadable one
+        logging.error("%s", e)
+        sys.exit(1)
+    if not train_lib.is_chief(strategy):   # the chief holds the lease for the job
+        return train_and_report(config, strategy, start)
+    holder = lease.Lease(FLAGS.model_dir, what="deeplab-train", break_lease=FLAGS.break_lease,
+                         hint="if it is gone, rerun with --break_lease")
+    try:
+        holder.acquire()
+    except lease.LeaseHeldError as e:
+        logging.error("--model_dir: %s", e)
+        sys.exit(1)
+    try:
+        return train_and_report(config, strategy, start)
+    finally:   # sys.exit (75, 1) included
+        holder.release()
+
+
+def train_and_report(config, strategy, start):
+    """Everything after the checks: data, training, the follow-up (chief)."""
+    import keras
+    from deeplab_tf import train_lib
+    from deeplab_tf.data import training_input
     from deeplab_tf.checkpointing import CheckpointRestoreError, CheckpointWriteError
+    from deeplab_tf.config_change import ConfigChangeError
     from deeplab_tf.data.manifest import DatasetError
     from deeplab_tf.data.record_scan import CorruptRecordError
     if config.data.generate_synthetic:   # by the chief; other workers wait for it
@@ -93,11 +132,12 @@ def main(argv):
     hooks = {"at_boundary": preemption.hold_until_notice(int(hold))} if hold else None
     try:
         result = train_lib.train(config, FLAGS.model_dir, metadata, dataset_fn, strategy,
-                                 hooks=hooks)
+                                 hooks=hooks, allow_config_change=FLAGS.allow_config_change)
     except train_lib.Preempted as e:
         logging.warning("%s; exiting with status %d", e, train_lib.PREEMPTED_EXIT_CODE)
         sys.exit(train_lib.PREEMPTED_EXIT_CODE)
-    except (train_lib.NonFiniteLossError, CheckpointWriteError, CheckpointRestoreError) as e:
+    except (train_lib.NonFiniteLossError, CheckpointWriteError, CheckpointRestoreError,
+            ConfigChangeError) as e:
         logging.error("%s", e)
         sys.exit(1)
     except Exception as e:  # a record that fails mid-run: name it (one scan of the data)

@@ -44,7 +44,9 @@ def chain_config(steps=STEPS):
 
 
 def train(model_dir, steps=STEPS, hooks=None):
-    return train_lib.train(chain_config(steps), model_dir, META, dataset_fn(4), hooks=hooks)
+    # more steps on a finished chain: a config change the resume check allows with the flag
+    return train_lib.train(chain_config(steps), model_dir, META, dataset_fn(4), hooks=hooks,
+                           allow_config_change=steps != STEPS)
 
 
 # ----------------------------------------------------------------------------- the chain

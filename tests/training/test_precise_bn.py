@@ -29,12 +29,13 @@ class Messages(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def train(model_dir, overrides):
+def train(model_dir, overrides, allow_config_change=False):
     """(model_dir, the run's warnings)."""
     handler, log = Messages(), logging.getLogger("deeplab_tf.train")
     log.addHandler(handler)
     try:
-        train_lib.train(tiny_config(overrides), model_dir, META, dataset_fn(4))
+        train_lib.train(tiny_config(overrides), model_dir, META, dataset_fn(4),
+                        allow_config_change=allow_config_change)
     finally:
         log.removeHandler(handler)
     return model_dir, "\n".join(handler.lines)
@@ -135,13 +136,15 @@ def test_finished_run_rerun_with_precise_bn_recomputes_its_checkpoint(runs, tmp_
     import shutil
     model_dir = str(tmp_path / "plain")
     shutil.copytree(runs["plain"][0], model_dir)
-    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}")
+    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}",
+                        allow_config_change=True)
     assert f"precise BN of finished step {STEPS}" in warnings and "not converged" not in warnings
     after = load({"x": (model_dir,)}, "x")
     reference = load(runs, "precise")   # same weights, statistics recomputed after training
     for a, b in zip(after.weights, reference.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
-    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}")
+    _, warnings = train(model_dir, SHORT + f",train.precise_bn_batches={BATCHES}",
+                        allow_config_change=True)
     assert "precise BN" not in warnings
 
 

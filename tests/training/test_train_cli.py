@@ -13,9 +13,9 @@ TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.1
         "train.then_export=false,train.then_predict=0")
 
 
-def train_command(model_dir, records, steps):
+def train_command(model_dir, records, steps, *flags):
     return [sys.executable, "-m", "deeplab_tf.tools.train", "--experiment=quickstart",
-            f"--model_dir={model_dir}",
+            f"--model_dir={model_dir}", *flags,
             f"--params_override={TINY},train.steps={steps},data.train_records={records}"]
 
 
@@ -39,7 +39,8 @@ def test_sigterm_exits_75_and_the_rerun_resumes(tmp_path):
     saved = sorted(int(p.stem.split("-")[1]) for p in ckpt_dir.glob("ckpt-*.index"))
     assert saved and saved[-1] < 10000
 
-    rerun = subprocess.run(train_command(model_dir, records, saved[-1] + 2),
+    rerun = subprocess.run(train_command(model_dir, records, saved[-1] + 2,
+                                         "--allow_config_change"),
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"at step {saved[-1]}" in rerun.stderr  # "resumed from ... at step N"

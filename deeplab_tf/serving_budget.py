@@ -25,8 +25,9 @@ import tensorflow as tf
 # Memory one request may take by default. TF Serving runs requests concurrently (one
 # thread per request; 4-8 at once on a typical 8-16 GiB serving host), so a request must
 # fit in a fraction of the host: 1 GiB leaves room for 4 concurrent requests, the weights
-# and the runtime in 8 GiB. ResNet-101 at OS16 then takes ~1.5 MP (a 1500x1000 photo),
-# at OS8 ~0.6 MP (scripts: see the commit that introduced this module).
+# and the runtime in 8 GiB. ResNet-101 (21 classes, one scale, no flip; weights 222 MiB):
+# OS16 367 bytes/pixel -> 2.29 MP (e.g. 1900x1200), OS8 510 bytes/pixel -> 1.65 MP.
+# Six scales and flip multiply the network's share by 2 x 1.75^2: OS8 then ~0.2 MP.
 DEFAULT_SERVING_MEMORY_MB = 1024
 _REFERENCE_SIDE = 512   # reference input: OS*k+1 near 513 (the paper's crop)
 # Operations whose outputs are weights or shapes, not activations.

@@ -130,5 +130,7 @@ def test_export_flag_as_typed_then_over_budget_refused(run_dir, tmp_path, ledger
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         serve(images=tf.constant([png_bytes(rows + 1, width)]))
     assert f"expected 1 to {budget} (max_pixels)" in error.value.message, error.value.message
+    served = serve(images=tf.constant([png_bytes(rows, width)]))
+    assert served["labels"].shape == (1, rows, width)
     ledger.inputs(2)
     ledger.survived()

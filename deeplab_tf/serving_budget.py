@@ -27,7 +27,7 @@ import tensorflow as tf
 # fit in a fraction of the host: 1 GiB leaves room for 4 concurrent requests, the weights
 # and the runtime in 8 GiB. ResNet-101 (21 classes, one scale, no flip; weights 222 MiB):
 # OS16 367 bytes/pixel -> 2.29 MP (e.g. 1900x1200), OS8 510 bytes/pixel -> 1.65 MP.
-# Six scales and flip multiply the network's share by 2 x 1.75^2: OS8 then ~0.2 MP.
+# Six scales and flip multiply the network's share by 2 x 1.75^2: OS8 then ~0.32 MP.
 DEFAULT_SERVING_MEMORY_MB = 1024
 _REFERENCE_SIDE = 512   # reference input: OS*k+1 near 513 (the paper's crop)
 # Operations whose outputs are weights or shapes, not activations.

@@ -134,3 +134,19 @@ def test_export_flag_as_typed_then_over_budget_refused(run_dir, tmp_path, ledger
     assert served["labels"].shape == (1, rows, width)
     ledger.inputs(2)
     ledger.survived()
+
+
+def test_target_below_the_weights_refused(run_dir, tmp_path, ledger):
+    """--serving_memory_mb=1 cannot hold the tiny model's 1.5 MB of weights: a usage error
+    naming the flag and the weights' size, exit status 1, nothing written."""
+    ledger.injected()
+    tool = os.path.join(os.path.dirname(sys.executable), "deeplab-export")
+    run = subprocess.run([tool, f"--model_dir={run_dir / 'run'}",
+                          f"--export_dir={tmp_path / '1'}", "--serving_memory_mb=1"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "serving memory 1 MB: the weights alone take 1.5 MB" in run.stderr, run.stderr
+    assert "--serving_memory_mb" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "1").exists() and os.listdir(tmp_path) == []
+    ledger.inputs()
+    ledger.survived()

@@ -26,12 +26,16 @@ Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
 `colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata), `protocol_json`
 (the baked options) and `max_pixels` (int64: the pixels one request may hold in all), all
 tf.Variables (a tf.constant attribute would not be saved).
+`max_pixels` defaults to what fits a memory target per request (serving_budget.py: the
+model's estimated peak bytes per pixel at the export's output stride, scales, flip and
+dtype; 1 GiB unless `serving_memory_mb` says otherwise); an explicit `max_pixels` wins.
 
 The exported module tracks only the model's variables, not the Keras model itself.
 TFLite is converted from the concrete function with its variables frozen into constants
 (its signature `serving_default`: images -> labels, probabilities): converting a
 SavedModel whose root tracks a Keras model gives all-NaN outputs.
 """
+import collections
 import json
 import uuid
 
@@ -45,6 +49,7 @@ from deeplab_tf.data.tfrecord import decode_image, image_size
 from deeplab_tf.errors import short_message
 from deeplab_tf.images import DEFAULT_MAX_PIXELS
 from deeplab_tf.inference import Protocol, predict_probabilities
+from deeplab_tf.serving_budget import DEFAULT_SERVING_MEMORY_MB, default_max_pixels
 
 SAVED_MODEL_MARKER = "saved_model.pb"
 # What tf.saved_model.save writes at a SavedModel's top level: with --overwrite, a folder
@@ -219,18 +224,35 @@ def _check_export_dir(export_dir, overwrite, protected):
                              protected=protected)
 
 
+class Budget(collections.namedtuple("Budget", "max_pixels derived bytes_per_pixel memory_mb")):
+    """The pixels a request may hold (`max_pixels`, baked into the export), what the memory
+    target `memory_mb` (MiB) gives (`derived`), and the estimated peak bytes per pixel."""
+
+
+def serving_budget(model, protocol, probabilities=False, max_pixels=None,
+                   serving_memory_mb=DEFAULT_SERVING_MEMORY_MB):
+    """A `Budget`: `max_pixels` if given, else the pixels whose estimated peak memory
+    (serving_budget.bytes_per_pixel, plus the weights) fits `serving_memory_mb`."""
+    derived, per_pixel = default_max_pixels(model, protocol, probabilities, serving_memory_mb)
+    return Budget(int(max_pixels) if max_pixels else derived, derived, per_pixel,
+                  serving_memory_mb or DEFAULT_SERVING_MEMORY_MB)
+
+
 def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
-                       overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, protected=()):
+                       overwrite=False, max_pixels=None, protected=(),
+                       serving_memory_mb=DEFAULT_SERVING_MEMORY_MB):
     """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
     (publish.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
     a failed write (ExportError) leaves nothing and an earlier export intact. `overwrite`
     replaces only an earlier export (no top-level name outside SAVED_MODEL_NAMES), never a
     folder that is or holds one of the `protected` paths. For TF Serving, export to
-    <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the largest image the
-    signatures accept (height * width)."""
+    <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the pixels one request may
+    hold in all (height * width summed); default: what fits `serving_memory_mb` MiB
+    (`serving_budget`). Returns (export_dir, Budget)."""
     export_dir = fileio.absolute(export_dir)
     _check_export_dir(export_dir, overwrite, protected)
-    module = _Serving(model, metadata, protocol, probabilities, int(max_pixels))
+    budget = serving_budget(model, protocol, probabilities, max_pixels, serving_memory_mb)
+    module = _Serving(model, metadata, protocol, probabilities, budget.max_pixels)
 
     def write(staging):
         tf.saved_model.save(module, staging, signatures={
@@ -246,7 +268,7 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
                           f"{short_message(e)}); nothing of it was kept"
                           + ("; the export already there is unchanged"
                              if fileio.exists(export_dir) else "")) from e
-    return export_dir
+    return export_dir, budget
 
 
 def export_tflite(model, protocol, path, height, width, quantize="float",
@@ -294,13 +316,14 @@ def export_tflite(model, protocol, path, height, width, quantize="float",
 
 
 def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
-                     overwrite=False, max_pixels=DEFAULT_MAX_PIXELS, precision=None,
-                     **protocol_overrides):
+                     overwrite=False, max_pixels=None, precision=None,
+                     serving_memory_mb=DEFAULT_SERVING_MEMORY_MB, **protocol_overrides):
     """Exports a model_dir's checkpoint (default the latest) with the config's `export`
     section (output stride, scales, flip, probabilities; `max_side` from `eval`), any of
     which `protocol_overrides` / `probabilities` replace; `precision` e.g.
-    "mixed_bfloat16" bakes bfloat16 convolutions into the graph (model_dir.dtype_policy).
-    Returns (export_dir, model, metadata, protocol)."""
+    "mixed_bfloat16" bakes bfloat16 convolutions into the graph (model_dir.dtype_policy);
+    `max_pixels`, `serving_memory_mb`: as for `export_saved_model`.
+    Returns (export_dir, model, metadata, protocol, Budget)."""
     config, _ = model_dir_lib.read_config(model_dir)
     # Before minutes of loading; the model_dir (and a --checkpoint elsewhere) is never
     # replaced, nor a folder holding it.
@@ -314,6 +337,6 @@ def export_model_dir(model_dir, export_dir, checkpoint=None, probabilities=None,
     model, _, metadata = model_dir_lib.load_model(model_dir, checkpoint,
                                                   output_stride=protocol.output_stride,
                                                   precision=precision)
-    path = export_saved_model(model, metadata, export_dir, protocol, probabilities, overwrite,
-                              max_pixels, protected)
-    return path, model, metadata, protocol
+    path, budget = export_saved_model(model, metadata, export_dir, protocol, probabilities,
+                                      overwrite, max_pixels, protected, serving_memory_mb)
+    return path, model, metadata, protocol, budget

@@ -48,11 +48,18 @@ flags.DEFINE_enum("tflite_quantize", "float", ["float", "int8"], "TFLite weights
                   "int8 (calibrated on --representative_images).")
 flags.DEFINE_string("representative_images", None, "Glob of images for int8 calibration, "
                     "e.g. 'data/voc/JPEGImages/2007_*.jpg' (100-500 images).")
-flags.DEFINE_integer("max_pixels", 100_000_000, "Largest image (height * width) the "
-                     "signatures accept; checked from the JPEG/PNG header before decoding.")
+flags.DEFINE_integer("serving_memory_mb", None, "Memory target of one request, MiB: the "
+                     "default --max_pixels is what fits it, from the model's estimated peak "
+                     "bytes per pixel at the baked output stride, scales, flip and precision "
+                     "(deeplab_tf/serving_budget.py). Default: 1024 (room for 4 concurrent "
+                     "requests, the weights and the runtime on an 8 GiB host).")
+flags.DEFINE_integer("max_pixels", None, "Pixels one request may hold in all (height * "
+                     "width, summed over its images); checked from the JPEG/PNG headers "
+                     "before decoding. Overrides the budget --serving_memory_mb derives. "
+                     "Default: that budget (ResNet-101 OS16, 1024 MiB: ~2.3M).")
 define_mixed_precision("baked into the SavedModel's graph (not the TFLite model)")
 check_flags(output_stride=["output_stride"], scales=["inference_scales"],
-            sizes=["pad_to", "tflite_size"], positive=["max_side", "max_pixels"])
+            sizes=["pad_to", "tflite_size"], positive=["max_side", "max_pixels", "serving_memory_mb"])
 
 
 def main(argv):
@@ -78,18 +85,22 @@ def main(argv):
                                  f"matching image files (got {FLAGS.representative_images!r})")
         representative = (read_image(f) for f in files)
     try:
-        path, model, _, protocol = export_lib.export_model_dir(
+        path, model, _, protocol, budget = export_lib.export_model_dir(
             FLAGS.model_dir, FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
             probabilities=FLAGS.probabilities, overwrite=FLAGS.overwrite,
             output_stride=FLAGS.output_stride, scales=scales, flip=FLAGS.add_flipped_images,
             pad_to=pad_to, max_side=FLAGS.max_side, max_pixels=FLAGS.max_pixels,
-            precision=FLAGS.mixed_precision)
+            precision=FLAGS.mixed_precision, serving_memory_mb=FLAGS.serving_memory_mb)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         raise app.UsageError(str(e))
     except export_lib.ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"SavedModel written to {path} ({protocol})")
+    print(f"max_pixels={budget.max_pixels} per request"
+          + (" (--max_pixels)" if FLAGS.max_pixels else "")
+          + f"; --serving_memory_mb={budget.memory_mb} gives {budget.derived} "
+          f"(estimated peak {budget.bytes_per_pixel:.0f} bytes per pixel plus the weights)")
     if FLAGS.tflite:
         export_lib.export_tflite(model, protocol, FLAGS.tflite, *tflite_size,
                                  quantize=FLAGS.tflite_quantize,

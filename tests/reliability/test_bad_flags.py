@@ -63,6 +63,8 @@ CASES = [
      ["--tflite_size=0x5: expected N or HxW"]),
     (["export", "--model_dir=run", "--export_dir=out", "--max_pixels=0"],
      ["--max_pixels=0: expected a value > 0"]),
+    (["export", "--model_dir=run", "--export_dir=out", "--serving_memory_mb=0"],
+     ["--serving_memory_mb=0: expected a value > 0"]),
     (["export", "--model_dir=run", "--export_dir=out", "--tflite_quantize=int4"],
      ["--tflite_quantize=int4: value should be one of"]),
     (["predict", "--model=run", "--input=in", "--output_dir=out", "--output_stride=12"],

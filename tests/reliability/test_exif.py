@@ -97,6 +97,14 @@ def test_rotated_photos_converted_upright_for_training_evaluation_and_predict(tm
         stem = element["filename"][0].numpy().decode()
         h, w = int(element["height"][0]), int(element["width"][0])
         np.testing.assert_array_equal(element["image"][0, :h, :w].numpy(), shown[stem])
+    # training: crops as large as the biggest image at scale 1 sit at the top left
+    for element in pipeline.build_dataset(pattern, mode="train", global_batch_size=1,
+                                          crop_size=(24, 24), min_scale=1.0, max_scale=1.0,
+                                          flip=False, num_epochs=1, with_metadata=True):
+        stem = element["filename"][0].numpy().decode()
+        h, w = shown[stem].shape[:2]
+        np.testing.assert_array_equal(element["image"][0, :h, :w].numpy(), shown[stem])
+        np.testing.assert_array_equal(element["label"][0, :h, :w, 0].numpy(), masks[stem])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["exif_upright"] == 7
     ledger.survived()

@@ -151,8 +151,10 @@ def main(argv):
     for split in kwargs.get("splits") or module.DEFAULT_SPLITS or manifest["splits"]:
         entry = manifest["splits"][split]
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
+        turned = (f", {entry['exif_upright']} photos stored upright by their EXIF orientation"
+                  if entry.get("exif_upright") else "")
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
-              f"{skipped}")
+              f"{skipped}{turned}")
     kind = (manifest.get("converter") or {}).get("args", {}).get("masks")
     if kind:
         print(f"masks: {kind}")

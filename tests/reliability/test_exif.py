@@ -107,6 +107,7 @@ def test_rotated_photos_converted_upright_for_training_evaluation_and_predict(tm
         np.testing.assert_array_equal(element["label"][0, :h, :w, 0].numpy(), masks[stem])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["exif_upright"] == 7
+    assert "7 photos stored upright by their EXIF orientation" in run.stdout
     ledger.survived()
 
 

@@ -23,7 +23,9 @@ DATASET, with its --root and flags (layouts in datasets/README.md):
 
 Writes OUTPUT_DIR/{split}-{i:05d}-of-{n:05d}.tfrecord and, last, OUTPUT_DIR/manifest.json
 (counts, shards, class pixel histograms, image sizes, the command, the dataset metadata).
-Images are stored byte-identical; labels as single-channel PNGs of class ids (255 = ignore).
+Images are stored byte-identical, except a photo with an EXIF orientation other than 1
+(stored sideways, as phones do), which is stored upright as a lossless PNG, as predict reads
+it: draw its mask on the upright photo. Labels are single-channel PNGs of class ids (255 = ignore).
 An invalid input stops the run with an error naming the file; --skip_invalid skips it and
 counts it per reason in the manifest.
 

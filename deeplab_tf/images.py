@@ -1,5 +1,9 @@
 """Reading images for prediction: EXIF-upright, any mode to RGB 8-bit, with a pixel limit.
 
+`upright` owns the EXIF orientation rule (tag 0x0112, values 1-8 as the EXIF spec and
+Pillow's `ImageOps.exif_transpose` define them). The dataset converters apply it too
+(`data/converters/inputs.read_image` stores a rotated photo upright, as PNG), so training,
+evaluation and prediction all see the pixels a photo viewer shows, against masks drawn on them.
 Image files read here (`read_image`, used by `inference.Segmenter.segment_file`) are turned
 upright by their EXIF orientation, as a photo viewer shows them; the SavedModel's `serving_default` decodes
 bytes with `tf.io`, which ignores EXIF: send upright pixels, or use `predict_images`.
@@ -30,6 +34,21 @@ def check_pixels(width, height, max_pixels, what):
                          f"the limit of {max_pixels} (max_pixels)")
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(image):
+    """The EXIF orientation (1-8) of a PIL image; 1 (as stored) when absent or out of range."""
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def upright(image):
+    """(a copy of the PIL image turned upright by its EXIF orientation, without the tag;
+    that orientation, 1 when the image is stored upright)."""
+    return ImageOps.exif_transpose(image), exif_orientation(image)
+
+
 def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded, EXIF-upright PIL image; the size limit is checked on the header first."""
     path = os.fspath(path)
@@ -41,7 +60,7 @@ def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         with fileio.open(path, "rb") as f, Image.open(f) as image:   # reads the header only
             check_pixels(*image.size, max_pixels, path)
             image.load()
-            return ImageOps.exif_transpose(image)
+            return upright(image)[0]
     except ImageError:
         raise
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad data

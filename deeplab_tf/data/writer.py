@@ -58,6 +58,7 @@ class Example:
     label: np.ndarray           # uint8 [height, width]
     image_path: str = ""
     label_path: str = ""
+    orientation: int = 1        # the image file's EXIF orientation (stored upright if not 1)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -76,9 +77,15 @@ def validate(example, num_classes, ignore_label):
         raise DatasetError(f"label must be uint8 [H, W], got {label.dtype} {label.shape}", where,
                            "bad_label")
     if label.shape != (example.height, example.width):
+        turned = ""
+        if example.orientation != 1:
+            turned = (f" upright (its EXIF orientation {example.orientation} turns it, as a "
+                      "photo viewer shows it" + ("; the label matches the unturned pixels: draw "
+                      "it on the upright photo)" if label.shape == (example.width, example.height)
+                      else ")"))
         raise DatasetError(
             f"label is {label.shape[0]}x{label.shape[1]} (HxW) but image "
-            f"{example.image_path or example.name} is {example.height}x{example.width}",
+            f"{example.image_path or example.name} is {example.height}x{example.width}{turned}",
             where, "size_mismatch")
     hist = np.bincount(label.ravel(), minlength=256)
     bad = [v for v in np.flatnonzero(hist).tolist() if v >= num_classes and v != ignore_label]
@@ -105,7 +112,7 @@ def _process_chunk(job):
             rows.append(("skip", e.reason, e.path, str(e)))
             continue
         rows.append(("ok", ex.name, ex.image_bytes, ex.image_format, ex.height, ex.width,
-                     encode_png(ex.label), hist))
+                     encode_png(ex.label), hist, ex.orientation))
     return rows
 
 
@@ -127,7 +134,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
     names = output_folder.shard_names(output_dir, split, shards, tag,
                                       [final for _, final in temporaries])
     hist = np.zeros(256, np.int64)
-    sizes, skipped, skipped_files, count = [], collections.Counter(), [], 0
+    sizes, skipped, skipped_files, count, turned = [], collections.Counter(), [], 0, 0
     jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
             for chunk in _chunks(items, chunk_size))
     bar = parallel.Progress(n, split, progress)
@@ -150,7 +157,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
                     skipped[row[1]] += 1
                     skipped_files.append({"file": row[2], "reason": row[1], "error": row[3]})
                     continue
-                _, name, image_bytes, fmt, height, width, label_png, ex_hist = row
+                _, name, image_bytes, fmt, height, width, label_png, ex_hist, orientation = row
                 if fault_hook is not None:
                     fault_hook("record", temporaries[-1][0], in_shard)
                 writer.write(tfrecord.make_example(image_bytes, name, fmt, height, width,
@@ -158,6 +165,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
                 in_shard += 1
                 count += 1
                 hist += ex_hist
+                turned += orientation != 1
                 sizes.append((height, width))
             bar.update(len(rows))
         writer.close()
@@ -181,6 +189,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
         "image_size": {"min_height": int(heights.min()), "max_height": int(heights.max()),
                        "min_width": int(widths.min()), "max_width": int(widths.max())},
         "skipped": dict(skipped), "skipped_files": skipped_files,
+        "exif_upright": turned,   # images stored turned upright by their EXIF orientation
     }
 
 

@@ -23,7 +23,9 @@ DATASET, with its --root and flags (layouts in datasets/README.md):
 
 Writes OUTPUT_DIR/{split}-{i:05d}-of-{n:05d}.tfrecord and, last, OUTPUT_DIR/manifest.json
 (counts, shards, class pixel histograms, image sizes, the command, the dataset metadata).
-Images are stored byte-identical; labels as single-channel PNGs of class ids (255 = ignore).
+Images are stored byte-identical, except a photo with an EXIF orientation other than 1
+(stored sideways, as phones do), which is stored upright as a lossless PNG, as predict reads
+it: draw its mask on the upright photo. Labels are single-channel PNGs of class ids (255 = ignore).
 An invalid input stops the run with an error naming the file; --skip_invalid skips it and
 counts it per reason in the manifest.
 
@@ -151,8 +153,10 @@ def main(argv):
     for split in kwargs.get("splits") or module.DEFAULT_SPLITS or manifest["splits"]:
         entry = manifest["splits"][split]
         skipped = f", skipped {entry['skipped']}" if entry.get("skipped") else ""
+        turned = (f", {entry['exif_upright']} photos stored upright by their EXIF orientation"
+                  if entry.get("exif_upright") else "")
         print(f"{split}: {entry['num_examples']} examples in {entry['num_shards']} shards"
-              f"{skipped}")
+              f"{skipped}{turned}")
     kind = (manifest.get("converter") or {}).get("args", {}).get("masks")
     if kind:
         print(f"masks: {kind}")

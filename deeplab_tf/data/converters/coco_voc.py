@@ -130,14 +130,14 @@ def coco_label(height, width, anns):
 
 def load_example(example_item):
     file_name, image_path, height, width, anns, annotation_file = example_item
-    data, fmt, image_height, image_width = inputs.read_image(image_path)
+    data, fmt, image_height, image_width, orientation = inputs.read_image(image_path)
     try:
         label = coco_label(height, width, anns)
     except Exception as e:  # pycocotools raises on malformed polygons or RLE
         raise writer.DatasetError(f"bad segmentation of image {file_name} ({e!r})",
                                   annotation_file, "bad_annotation") from None
     return writer.Example(fileio.stem(file_name), data, fmt, image_height, image_width, label,
-                          image_path, f"{annotation_file} (image {file_name})")
+                          image_path, f"{annotation_file} (image {file_name})", orientation)
 
 
 def convert(root, output_dir, splits=DEFAULT_SPLITS, annotations=None,

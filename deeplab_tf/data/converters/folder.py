@@ -1,7 +1,8 @@
 """Your own dataset from a folder: images/, masks/ and classes.txt.
 
 Layout:
-  images/STEM.jpg|.jpeg|.png   stored unchanged
+  images/STEM.jpg|.jpeg|.png   stored unchanged; a photo with an EXIF orientation other
+                               than 1 is stored upright (PNG): draw its mask upright
   masks/STEM.png               class ids (grayscale or palette PNG, palette INDICES are the
                                ids, as VOC) or colours (RGB PNG) matched to classes.txt
   classes.txt                  one class per line in id order: `name` or `name R G B`
@@ -116,7 +117,7 @@ def map_ids(label, label_map, ignore_label, path=None):
 
 def load_example(example_item, label_map=None):
     name, image_path, mask_path, colors, ignore_color, ignore_label = example_item
-    data, fmt, height, width = inputs.read_image(image_path)
+    data, fmt, height, width, orientation = inputs.read_image(image_path)
     mask = inputs.open_image(mask_path)
     if mask.mode in ("P", "L"):
         label = map_ids(np.asarray(mask, dtype=np.uint8), label_map, ignore_label, mask_path)
@@ -128,7 +129,8 @@ def load_example(example_item, label_map=None):
             f"mask in mode {mask.mode}; expected a grayscale/palette PNG of class ids" +
             ("" if colors else ", or an RGB mask with colours listed in classes.txt"),
             mask_path, "unsupported_format")
-    return writer.Example(name, data, fmt, height, width, label, image_path, mask_path)
+    return writer.Example(name, data, fmt, height, width, label, image_path, mask_path,
+                          orientation)
 
 
 MASK_KINDS = {"P": "palette (indices are class ids)", "L": "grayscale class ids",

@@ -1,7 +1,11 @@
 """Reading the input files a converter lists, failing with a DatasetError that names them.
 
 Images are decoded fully with Pillow, so a truncated file fails at conversion, not in the
-middle of training; their bytes are returned unchanged, to be stored as they are.
+middle of training; their bytes are returned unchanged, to be stored as they are, except
+for a photo whose EXIF orientation is not 1 (a phone held upright stores its pixels
+sideways): TF's decoders ignore EXIF, so it is stored upright (`images.upright`, the rule
+prediction applies too), re-encoded losslessly as PNG, and its mask must match the upright
+image.
 
 Files are read with `fileio.read_bytes`: local ones with Python's own files, so the
 writer's worker processes stay TensorFlow-free; remote ones (gs://) through tf.io.gfile,
@@ -15,7 +19,7 @@ import logging
 import numpy as np
 from PIL import Image
 
-from deeplab_tf import fileio
+from deeplab_tf import fileio, images
 from deeplab_tf.data.manifest import DatasetError
 
 # Modes TF's decode_jpeg/decode_png turn into RGB unchanged; CMYK JPEG or 16-bit PNG would
@@ -73,13 +77,20 @@ def open_image(path, data=None):
 
 
 def read_image(path):
-    """Returns (bytes, "jpeg"|"png", height, width) of an image stored unchanged."""
+    """Returns (bytes, "jpeg"|"png", height, width, EXIF orientation) of the image to store:
+    the file unchanged, or, when its EXIF orientation is not 1, the upright image as PNG."""
     data = read_bytes(path)
     image = open_image(path, data)
     if image.mode not in _DECODABLE_MODES.get(image.format, ()):
         raise DatasetError(f"{image.format} image in mode {image.mode}; expected a JPEG (L or RGB)"
                            " or PNG image", path, "unsupported_format")
-    return data, image.format.lower(), image.height, image.width
+    fmt = image.format.lower()
+    turned, orientation = images.upright(image)
+    if orientation != 1:
+        buf = io.BytesIO()
+        turned.save(buf, format="PNG")   # lossless: the decoded pixels, transposed
+        data, fmt = buf.getvalue(), "png"
+    return data, fmt, turned.height, turned.width, orientation
 
 
 def read_label_png(path):

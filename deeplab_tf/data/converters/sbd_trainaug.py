@@ -64,9 +64,9 @@ def load_example(example_item):
     name, image_path, label_path = example_item
     if not label_path.endswith(".mat"):
         return voc2012.load_example(example_item)
-    data, fmt, height, width = inputs.read_image(image_path)
+    data, fmt, height, width, orientation = inputs.read_image(image_path)
     return writer.Example(name, data, fmt, height, width, read_sbd_label(label_path),
-                          image_path, label_path)
+                          image_path, label_path, orientation)
 
 
 def list_train_aug(sbd_root, voc_root):

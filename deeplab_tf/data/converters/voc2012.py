@@ -43,9 +43,10 @@ def list_split(voc_root, split):
 
 def load_example(example_item):
     name, image_path, label_path = example_item
-    data, fmt, height, width = inputs.read_image(image_path)
+    data, fmt, height, width, orientation = inputs.read_image(image_path)
     label = inputs.read_label_png(label_path)
-    return writer.Example(name, data, fmt, height, width, label, image_path, label_path)
+    return writer.Example(name, data, fmt, height, width, label, image_path, label_path,
+                          orientation)
 
 
 def convert(root, output_dir, splits=DEFAULT_SPLITS, num_shards=DEFAULT_NUM_SHARDS,

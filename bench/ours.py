@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -165,10 +166,12 @@ def main():
         "dtype": args.mixed_precision or "float32",
         "conv_gradient": "native" if native_dilated_gradient() else "valid_taps",
         "cpu_kernels": "oneDNN" if onednn_enabled() else "Eigen",
-        "tf": tf.__version__}
+        "tf": tf.__version__,
+        # Peak resident memory of this process (one model, one task): Linux reports KiB.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     print(f"\n{args.task} {args.backbone} OS{args.output_stride} {args.size}x{args.size} "
           f"batch {images}: {median:.3f} s (median of {len(times)}, min {min(times):.3f}; "
-          f"{result['cpu_s']:.3f} CPU s)")
+          f"{result['cpu_s']:.3f} CPU s; peak RSS {result['peak_rss_mb']} MB)")
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -20,7 +20,7 @@ manifest listed for the rewritten splits) removed (writer.py).
 import logging
 import re
 
-from deeplab_tf import fileio
+from deeplab_tf import fileio, lease
 from deeplab_tf.data.manifest import MANIFEST, DatasetError
 
 log = logging.getLogger("deeplab_tf.data.writer")
@@ -52,7 +52,7 @@ def check(output_dir, metadata, previous):
         raise DatasetError("unreadable manifest.json: the folder holds a dataset this "
                            "command cannot identify; choose another --output_dir",
                            fileio.join(output_dir, MANIFEST), "output_dir")
-    foreign = [n for n in names if n not in listed and n not in (MANIFEST, SCAN_CACHE)
+    foreign = [n for n in names if n not in listed and n not in (MANIFEST, SCAN_CACHE, lease.NAME)
                and not TEMPORARY.fullmatch(n) and not SHARD.fullmatch(n)]
     stray = [n for n in names if SHARD.fullmatch(n) and n not in listed]
     if foreign or (stray and previous is None):

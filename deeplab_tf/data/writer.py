@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from PIL import Image
 
-from deeplab_tf import fileio
+from deeplab_tf import fileio, lease
 from deeplab_tf.data import output_folder, parallel
 # The manifest's reader and the error type live in manifest.py; importers of the writer
 # keep finding them here.
@@ -253,6 +253,25 @@ def write_dataset(output_dir, splits, load_fn, metadata, *, num_shards=4, num_wo
     previous = read_manifest_json(output_dir)
     output_folder.check(output_dir, metadata, previous)   # before any work
     fileio.makedirs(output_dir)
+    holder = lease.Lease(output_dir, what="a dataset conversion",
+                         hint="wait for it to finish, or choose another --output_dir")
+    try:   # one conversion at a time per folder (lease.py)
+        holder.acquire()
+    except lease.LeaseHeldError as e:
+        raise DatasetError(str(e), output_dir, "output_dir") from None
+    try:
+        previous = read_manifest_json(output_dir)   # again: another run may have ended
+        output_folder.check(output_dir, metadata, previous)
+        return _write_all(output_dir, splits, load_fn, metadata, previous, num_shards,
+                          num_workers, skip_invalid, converter, command, split_notes,
+                          fault_hook, progress, chunk_size)
+    finally:
+        holder.release()
+
+
+def _write_all(output_dir, splits, load_fn, metadata, previous, num_shards, num_workers,
+               skip_invalid, converter, command, split_notes, fault_hook, progress,
+               chunk_size):
     tag = uuid.uuid4().hex[:8]
     temporaries, entries = [], {}
     executor = parallel.OrderedPool(num_workers)

@@ -53,7 +53,8 @@ def test_failure_mid_shard_leaves_nothing_that_looks_complete(tmp_path):
         convert_synthetic(tmp_path, fault_hook=fault)
     # The fault hit part-way: shard 0 was written, shard 1 half-written, both as temporaries.
     assert [n.split(".tmp-")[0] for n in fault.seen] == [".train-00000-of-00003.tfrecord",
-                                                        ".train-00001-of-00003.tfrecord"]
+                                                        ".train-00001-of-00003.tfrecord",
+                                                        "lease.json"]   # the run's lease
     assert list(tmp_path.iterdir()) == []  # temporaries removed, no manifest
 
 

@@ -133,3 +133,26 @@ def test_killed_while_publishing_the_previous_dataset_stays_whole(tmp_path, ledg
     assert {k: after.get(k) for k in before} == before
     assert writer.load_manifest(tmp_path).num_examples("train") == 3
     ledger.survived()
+
+
+def test_a_second_conversion_into_a_folder_being_written_is_refused(tmp_path, ledger):
+    """One conversion at a time per output folder: a live lease of another conversion
+    (another host's, heartbeat fresh) refuses deeplab-build-data naming the holder; the
+    folder is unchanged and its lease left to its holder."""
+    import json
+    import time
+    from deeplab_tf import lease
+    ledger.injected()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / lease.NAME).write_text(json.dumps(dict(
+        host="another-host", pid=12345, run_id="other", what="a dataset conversion",
+        started=time.time() - 10, heartbeat=time.time(), timeout=300.0)))
+    before = snapshot(tmp_path)
+    run = _build(tmp_path, "synthetic", "--output_dir=out", *SMALL)
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "another-host" in run.stderr and "12345" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    after = snapshot(tmp_path)
+    ledger.lost(sum(after.get(k) != v for k, v in before.items()))
+    assert after == before
+    ledger.survived()

@@ -15,7 +15,7 @@ from PIL import Image
 from deeplab_tf.data import pipeline, tfrecord
 from deeplab_tf.images import read_image
 from tests.data.test_converters import read_records
-from tests.reliability.files import snapshot
+from .files import assert_refused, changed, snapshot
 
 BIN = os.path.dirname(sys.executable)
 STORED = (16, 24)   # the pixels as the camera wrote them: landscape
@@ -118,11 +118,8 @@ def test_mask_drawn_on_the_unturned_pixels_refused_naming_it(tmp_path, ledger):
     before = snapshot(tmp_path / "data")
     ledger.injected()
     ledger.inputs()
-    run = build(tmp_path)
-    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "Traceback" not in run.stderr
-    assert os.path.join("masks", "phone.png") in run.stderr
-    assert "EXIF orientation 6" in run.stderr and "upright" in run.stderr
+    assert_refused(build(tmp_path), os.path.join("masks", "phone.png"), "EXIF orientation 6",
+                   "upright")
     assert not (tmp_path / "out" / "manifest.json").exists()
-    ledger.lost(sum(1 for k, v in before.items() if snapshot(tmp_path / "data").get(k) != v))
+    ledger.lost(changed(before, tmp_path / "data"))
     ledger.survived()

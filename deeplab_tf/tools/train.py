@@ -82,7 +82,7 @@ def main(argv):
     from deeplab_tf.configs import ConfigError
     try:   # before anything is written (train() checks again, with the dataset's classes)
         model_dir_lib.check_resume(FLAGS.model_dir, config, None, FLAGS.allow_config_change)
-    except (config_change.ConfigChangeError, ConfigError) as e:   # or an unreadable one
+    except (config_change.ConfigChangeError, ConfigError, OSError) as e:   # or unreadable
         logging.error("%s", e)
         sys.exit(1)
     if not train_lib.is_chief(strategy):   # the chief holds the lease for the job

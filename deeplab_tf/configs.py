@@ -124,7 +124,8 @@ def to_dict(config):
 
 
 def from_dict(d, cls=ExperimentConfig, path=""):
-    """Builds a config from a dict (e.g. a model_dir's config.json), checking every key."""
+    """Builds a config from a dict (e.g. a model_dir's config.json), checking every key and,
+    for a whole ExperimentConfig, the ranges (`validate`), as overrides are checked."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
@@ -138,7 +139,8 @@ def from_dict(d, cls=ExperimentConfig, path=""):
             values[name] = from_dict(value, hint, f"{path}{name}.")
         else:
             values[name] = _coerce(value, hint, path + name)
-    return cls(**values)
+    config = cls(**values)
+    return validate(config) if cls is ExperimentConfig else config
 
 
 def to_json(config):

@@ -35,9 +35,21 @@ def write_config(model_dir, config, metadata):
         fileio.write_text(path, text)
 
 
+def _checkpoint_steps(model_dir):
+    """The steps of the checkpoints' index files, newest last; read from the folder, not the
+    `checkpoint` state file, which may be the damaged part (checkpointing falls back)."""
+    steps = []
+    for path in fileio.glob(fileio.join(fileio.glob_escape(checkpoint_dir(model_dir)),
+                                        "ckpt-*.index")):
+        number = fileio.basename(path)[len("ckpt-"):-len(".index")]
+        if number.isdigit():
+            steps.append(int(number))
+    return sorted(steps)
+
+
 def _keep_previous(model_dir, path):
-    latest = latest_checkpoint(model_dir)
-    step = latest.rsplit("-", 1)[-1] if latest else "0"
+    steps = _checkpoint_steps(model_dir)
+    step = str(steps[-1]) if steps else "0"
     stem = fileio.basename(path)[:-len(".json")]
     target, n = fileio.join(model_dir, f"{stem}-{step}.json"), 1
     while fileio.exists(target):   # changed twice at one step: never over an earlier one
@@ -52,7 +64,7 @@ def check_resume(model_dir, config, metadata=None, allow_change=False):
     ConfigChangeError listing the differences, unless each is allowed and `allow_change`).
     Returns the differences accepted ([] for a fresh model_dir)."""
     from deeplab_tf import config_change
-    if not fileio.exists(fileio.join(model_dir, CONFIG)) or latest_checkpoint(model_dir) is None:
+    if not fileio.exists(fileio.join(model_dir, CONFIG)) or not _checkpoint_steps(model_dir):
         return []
     stored, stored_metadata = read_config(model_dir)
     return config_change.check(model_dir, stored, config, allow_change, stored_metadata,

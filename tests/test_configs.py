@@ -49,6 +49,15 @@ def test_unknown_key_in_json(tmp_path):
         configs.from_dict(d)
 
 
+def test_out_of_range_value_in_json_is_the_error_an_override_gives():
+    """from_dict validates as apply_overrides does: a config.json edited by hand to
+    output_stride 7 is refused when read, not deep inside the model builder."""
+    d = configs.to_dict(ExperimentConfig())
+    d["model"]["output_stride"] = 7
+    with pytest.raises(ConfigError, match="model.output_stride=7"):
+        configs.from_dict(d)
+
+
 def test_model_kwargs_cover_the_builder():
     import inspect
     from deeplab_tf.modeling import DeepLabV3

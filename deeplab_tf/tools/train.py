@@ -82,11 +82,12 @@ def main(argv):
     from deeplab_tf.configs import ConfigError
     try:   # before anything is written (train() checks again, with the dataset's classes)
         model_dir_lib.check_resume(FLAGS.model_dir, config, None, FLAGS.allow_config_change)
-    except (config_change.ConfigChangeError, ConfigError) as e:   # or an unreadable one
+    except (config_change.ConfigChangeError, ConfigError, OSError) as e:   # or unreadable
         logging.error("%s", e)
         sys.exit(1)
     if not train_lib.is_chief(strategy):   # the chief holds the lease for the job
-        return train_and_report(config, strategy, start)
+        return train_and_report(config, strategy, start, FLAGS.model_dir,
+                                FLAGS.allow_config_change)
     holder = lease.Lease(FLAGS.model_dir, what="deeplab-train", break_lease=FLAGS.break_lease,
                          hint="if it is gone, rerun with --break_lease")
     try:
@@ -95,12 +96,13 @@ def main(argv):
         logging.error("--model_dir: %s", e)
         sys.exit(1)
     try:
-        return train_and_report(config, strategy, start)
+        return train_and_report(config, strategy, start, FLAGS.model_dir,
+                                FLAGS.allow_config_change)
     finally:   # sys.exit (75, 1) included
         holder.release()
 
 
-def train_and_report(config, strategy, start):
+def train_and_report(config, strategy, start, model_dir, allow_config_change):
     """Everything after the checks: data, training, the follow-up (chief)."""
     import keras
     from deeplab_tf import train_lib
@@ -119,9 +121,9 @@ def train_and_report(config, strategy, start):
             sys.exit(1)
     try:
         metadata = training_input.dataset_metadata(config.data.train_records)
-        records = training_input.scan_records(config, FLAGS.model_dir)
+        records = training_input.scan_records(config, model_dir)
         dataset_fn = training_input.records_dataset_fn(config, metadata, records,
-                                                       FLAGS.model_dir)
+                                                       model_dir)
     except CorruptRecordError as e:
         logging.error("data.train_records=%r: %s", config.data.train_records, e)
         sys.exit(1)
@@ -131,8 +133,8 @@ def train_and_report(config, strategy, start):
     hold = os.environ.get(preemption.HOLD_ENV)   # tests/cluster/ only: an exact stop step
     hooks = {"at_boundary": preemption.hold_until_notice(int(hold))} if hold else None
     try:
-        result = train_lib.train(config, FLAGS.model_dir, metadata, dataset_fn, strategy,
-                                 hooks=hooks, allow_config_change=FLAGS.allow_config_change)
+        result = train_lib.train(config, model_dir, metadata, dataset_fn, strategy,
+                                 hooks=hooks, allow_config_change=allow_config_change)
     except train_lib.Preempted as e:
         logging.warning("%s; exiting with status %d", e, train_lib.PREEMPTED_EXIT_CODE)
         sys.exit(train_lib.PREEMPTED_EXIT_CODE)
@@ -154,8 +156,8 @@ def train_and_report(config, strategy, start):
         print(f"\nskipped {len(records.bad)} corrupt record(s) of {sum(records.counts)} "
               f"(data.skip_corrupt_records)")
     artifacts = [("checkpoint", result.checkpoint),
-                 ("config", fileio.join(FLAGS.model_dir, "config.json")),
-                 ("TensorBoard logs", fileio.join(FLAGS.model_dir, "train"))]
+                 ("config", fileio.join(model_dir, "config.json")),
+                 ("TensorBoard logs", fileio.join(model_dir, "train"))]
     if result.loss == result.loss:  # not NaN: steps were run
         print(f"\ntrained to step {result.step} in {time.time() - start:.0f} s, final loss "
               f"{result.loss:.4f}")
@@ -165,7 +167,7 @@ def train_and_report(config, strategy, start):
     # by default: --mixed_precision is about training (a float16 SavedModel is a choice,
     # made with deeplab-export --mixed_precision).
     keras.mixed_precision.set_global_policy("float32")
-    artifacts += after_training(config, FLAGS.model_dir, metadata)
+    artifacts += after_training(config, model_dir, metadata)
     print(f"\ndone in {time.time() - start:.0f} s. Artifacts:")
     for name, path in artifacts:
         print(f"  {name:<22} {path}")

@@ -123,9 +123,8 @@ class DeepLabV3(keras.Model):
             sync_bn=bool(sync_bn), activation=activation, layout=layout, stem=stem,
             depths=depths,
             width_multiplier=float(width_multiplier),
-            input_normalization=input_normalization, upsample_logits=bool(upsample_logits))
-        if mobilenet:
-            self._builder_args["depth_multiplier"] = float(depth_multiplier)
+            input_normalization=input_normalization, upsample_logits=bool(upsample_logits),
+            depth_multiplier=float(depth_multiplier))
         if backbone_weights is not None and mobilenet:
             if mobilenet_v2.channel_divisor(depth_multiplier, layout) != 8:
                 raise ValueError(f"backbone_weights={backbone_weights!r} loads keras.applications "

@@ -14,7 +14,8 @@ from PIL import Image
 
 from deeplab_tf.data import pipeline, tfrecord
 from deeplab_tf.images import read_image
-from tests.data.test_converters import read_records
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
+from test_converters import read_records  # noqa: E402
 from .files import assert_refused, changed, snapshot
 
 BIN = os.path.dirname(sys.executable)

@@ -14,7 +14,7 @@ import pytest
 
 from deeplab_tf import preemption
 from deeplab_tf.data.converters import synthetic
-from tests.reliability.files import snapshot
+from .files import snapshot
 
 TRAIN = os.path.join(os.path.dirname(sys.executable), "deeplab-train")
 TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"

@@ -68,18 +68,23 @@ def make_manager(checkpoint, directory, max_to_keep, step_counter, set_aside=Tru
                                           step_counter=step_counter)
 
 
+def indexed(directory):
+    """[(step, prefix)] of the ckpt-N.index files in `directory`, oldest first: what is on
+    disk, whatever the `checkpoint` state file (possibly the damaged part) says."""
+    found = []
+    for index in fileio.glob(fileio.join(fileio.glob_escape(directory), "ckpt-*.index")):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", fileio.basename(index))
+        if match:
+            found.append((int(match[1]), index[:-len(".index")]))
+    return sorted(found)
+
+
 def _candidates(manager):
     """Checkpoint prefixes to try, oldest first: the manager's list or, when its state file
     lists none, the ckpt-N.index files found in its directory."""
     if manager.checkpoints:
         return list(manager.checkpoints)
-    found = []
-    for index in fileio.glob(fileio.join(fileio.glob_escape(manager.directory),
-                                         "ckpt-*.index")):
-        match = re.fullmatch(r"ckpt-(\d+)\.index", fileio.basename(index))
-        if match:
-            found.append((int(match[1]), index[:-len(".index")]))
-    return [prefix for _, prefix in sorted(found)]
+    return [prefix for _, prefix in indexed(manager.directory)]
 
 
 def restore_latest(checkpoint, manager, set_aside=True):

@@ -36,15 +36,9 @@ def write_config(model_dir, config, metadata):
 
 
 def _checkpoint_steps(model_dir):
-    """The steps of the checkpoints' index files, newest last; read from the folder, not the
-    `checkpoint` state file, which may be the damaged part (checkpointing falls back)."""
-    steps = []
-    for path in fileio.glob(fileio.join(fileio.glob_escape(checkpoint_dir(model_dir)),
-                                        "ckpt-*.index")):
-        number = fileio.basename(path)[len("ckpt-"):-len(".index")]
-        if number.isdigit():
-            steps.append(int(number))
-    return sorted(steps)
+    """The steps of the checkpoints' index files, newest last (`checkpointing.indexed`)."""
+    from deeplab_tf import checkpointing
+    return [step for step, _ in checkpointing.indexed(checkpoint_dir(model_dir))]
 
 
 def _keep_previous(model_dir, path):

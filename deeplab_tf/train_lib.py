@@ -273,10 +273,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
             if step == t.steps and t.precise_bn_batches and not stop:
                 log.warning("precise BN: recomputing BN moving statistics over %d training "
                             "batches", t.precise_bn_batches)
-                stats = iter(strategy.distribute_datasets_from_function(
-                    lambda ctx: dataset_fn(ctx, step)))
-                precise_bn.recompute(model, stats, t.precise_bn_batches, strategy,
-                                     progress=chief)
+                _precise_bn(model, dataset_fn, strategy, step, t.precise_bn_batches, chief)
             if step % t.checkpoint_every == 0 or step == t.steps or stop:
                 path = checkpointing.save(manager, step, hooks)
                 saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
@@ -297,9 +294,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
         if done != precise:
             log.warning("precise BN of finished step %d: recomputing BN moving statistics "
                         "over %d training batches", step, precise)
-            stats = iter(strategy.distribute_datasets_from_function(
-                lambda ctx: dataset_fn(ctx, step)))
-            precise_bn.recompute(model, stats, precise, strategy, progress=chief)
+            _precise_bn(model, dataset_fn, strategy, step, precise, chief)
             path = checkpointing.save(manager, step, hooks)
             saved = fileio.join(ckpt_dir, fileio.basename(path))
             if temp_dir:
@@ -314,6 +309,13 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
         fileio.write_json(fileio.join(model_dir, "train_result.json"),
                           dataclasses.asdict(result))
     return result
+
+
+def _precise_bn(model, dataset_fn, strategy, step, num_batches, chief):
+    """precise_bn.recompute over the training batches that follow `step`."""
+    batches = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: dataset_fn(ctx, step)))
+    precise_bn.recompute(model, batches, num_batches, strategy, progress=chief)
 
 
 def _write_sample_images(model, dataset_fn, metadata, step, count=3):

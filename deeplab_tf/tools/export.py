@@ -59,7 +59,8 @@ flags.DEFINE_integer("max_pixels", None, "Pixels one request may hold in all (he
                      "Default: that budget (ResNet-101 OS16, 1024 MiB: ~2.3M).")
 define_mixed_precision("baked into the SavedModel's graph (not the TFLite model)")
 check_flags(output_stride=["output_stride"], scales=["inference_scales"],
-            sizes=["pad_to", "tflite_size"], positive=["max_side", "max_pixels", "serving_memory_mb"])
+            sizes=["pad_to", "tflite_size"],
+            positive=["max_side", "max_pixels", "serving_memory_mb"])
 
 
 def main(argv):

@@ -203,7 +203,8 @@ def convert(root, output_dir, splits=DEFAULT_SPLITS, val_fraction=DEFAULT_VAL_FR
                          tuple(ignore_color), metadata.ignore_label) for s in names]
     write_options["num_workers"] = inputs.num_workers(write_options.get("num_workers", 1), root)
     return writer.write_dataset(
-        output_dir, items, functools.partial(load_example, label_map=label_map), metadata, num_shards=num_shards,
+        output_dir, items, functools.partial(load_example, label_map=label_map), metadata,
+        num_shards=num_shards,
         converter={"name": "folder", "args": {"root": root, "splits": list(splits),
                                               "val_fraction": val_fraction,
                                               "ignore_color": list(ignore_color),

@@ -159,8 +159,8 @@ PLAN = {
     "eval_paper": ("deeplab-eval --model_dir=runs/voc_os16 --records='data/voc2012/val-*.tfrecord' "
                    "--eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 "
                    "--add_flipped_images", "run: test_train_eval_path.py"),
-    "eval_watch": ("deeplab-eval --model_dir=runs/voc_os16 --records='data/voc2012/val-*.tfrecord' "
-                   "--watch", "run: test_train_eval_path.py"),
+    "eval_watch": ("deeplab-eval --model_dir=runs/voc_os16 "
+                   "--records='data/voc2012/val-*.tfrecord' --watch", "run: test_train_eval_path.py"),
     "convert_garden": ("deeplab-convert-checkpoint --source garden --checkpoint garden_run/ "
                        "--output_dir runs/from_garden --activation swish",
                        "ci: tests/garden/test_model_garden.py (Model Garden's venv) converts "

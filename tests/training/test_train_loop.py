@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf import train_lib
-from helpers import META, dataset_fn, tiny_config
+from deeplab_tf.testing import tiny_config
+from helpers import META, dataset_fn
 
 HELPERS = os.path.join(os.path.dirname(__file__), "helpers.py")
 

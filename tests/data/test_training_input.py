@@ -18,6 +18,7 @@ SLIM_RGB_MEAN = (123.15, 115.90, 103.06)      # research/deeplab feature_extract
 TORCH = (0.485 * 255, 0.456 * 255, 0.406 * 255)   # torchvision / Model Garden mean
 MINUS_ONE_TO_ONE = (127.5, 127.5, 127.5)      # slim "inception" preprocessing: x / 127.5 - 1
 
+TINY_RESNET = "model.backbone=resnet_tiny,model.width_multiplier=0.125,"
 CASES = {
     # MobileNetV2 takes [-1, 1] inputs in every layout (research/deeplab, keras.applications).
     "mobilenet_v2": ("model.backbone=mobilenet_v2,model.depth_multiplier=0.35",
@@ -25,21 +26,20 @@ CASES = {
     "mobilenet_v2_slim": ("model.backbone=mobilenet_v2,model.depth_multiplier=0.35,"
                           "model.layout=slim", MINUS_ONE_TO_ONE),
     # research/deeplab's resnet_v1_50/101 checkpoints: layout slim, RGB minus the mean.
-    "slim_rgb_mean": ("model.layout=slim,model.input_normalization=rgb_mean", SLIM_RGB_MEAN),
-    "slim": ("model.layout=slim", MINUS_ONE_TO_ONE),
-    "keras": ("", KERAS_CAFFE),
-    "garden": ("model.layout=garden", TORCH),
+    "slim_rgb_mean": (TINY_RESNET + "model.layout=slim,model.input_normalization=rgb_mean",
+                      SLIM_RGB_MEAN),
+    "slim": (TINY_RESNET + "model.layout=slim", MINUS_ONE_TO_ONE),
+    "keras": (TINY_RESNET + "model.layout=keras", KERAS_CAFFE),
+    "garden": (TINY_RESNET + "model.layout=garden", TORCH),
 }
 
 
 def _config(overrides, records=""):
-    base = ("model.backbone=resnet_tiny,model.width_multiplier=0.125,model.aspp_filters=8,"
-            "model.backbone_weights=none,train.batch_size=1,data.crop_size=(21,21),"
-            "data.min_scale=1.0,data.max_scale=1.0,data.scale_step=0")
+    base = ("model.aspp_filters=8,model.backbone_weights=none,train.batch_size=1,"
+            "data.crop_size=(21,21),data.min_scale=1.0,data.max_scale=1.0,data.scale_step=0")
     if records:
         base += f",data.train_records={records}"
-    return configs.apply_overrides(configs.ExperimentConfig(),
-                                   base + ("," + overrides if overrides else ""))
+    return configs.apply_overrides(configs.ExperimentConfig(), base + "," + overrides)
 
 
 @pytest.mark.parametrize("name", CASES)

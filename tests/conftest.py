@@ -1,5 +1,6 @@
 """Shared test settings: quiet TensorFlow, the location of ../shared, the tiny model options
-as a fixture (deeplab_tf.testing has the tiny models themselves), and how pytest-xdist shares the tests between its two workers (pytest.ini: -n 2)."""
+as a fixture (the tiny models themselves: deeplab_tf.testing), and how pytest-xdist shares
+the tests between its two workers (pytest.ini: -n 2)."""
 import os
 import pathlib
 

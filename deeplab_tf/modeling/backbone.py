@@ -88,9 +88,9 @@ class Backbone:
         an option this family does not take that is set to anything but "not given"."""
         for option, value in values.items():
             if option not in self.options and given(option, value):
-                raise ValueError(
-                    f"{option}={value!r}: backbone {name!r} ({self.family}) does not take "
-                    f"{option}; it takes {', '.join(self.options) or 'none of ' + str(list(OPTIONS))}")
+                takes = ", ".join(self.options) or f"none of {', '.join(OPTIONS)}"
+                raise ValueError(f"{option}={value!r}: backbone {name!r} ({self.family}) "
+                                 f"does not take {option}; it takes {takes}")
 
     def check_layout(self, name, layout):
         if layout not in self.normalization:

@@ -2,6 +2,8 @@
 `Backbone` and one registry line. A toy family, registered here and nowhere else, builds,
 trains a step and evaluates through the library's own code paths; family options a family
 does not take are refused naming them."""
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from deeplab_tf.data.metadata import DatasetMetadata
 from deeplab_tf.inference import Protocol
 from deeplab_tf.modeling import DeepLabV3, backbones, build_backbone, build_deeplabv3
 from deeplab_tf.modeling import set_output_stride
-from deeplab_tf.modeling.backbone import Backbone
+from deeplab_tf.modeling.backbone import OPTIONS, Backbone
 from deeplab_tf.modeling.layers import Conv
 from deeplab_tf.testing import TINY, image_label_dataset
 
@@ -160,3 +162,10 @@ def test_saved_configs_of_every_family_rebuild():
 def test_imagenet_weights_of_a_family_without_them_are_refused(toy):
     with pytest.raises(ValueError, match="backbone 'toy' \\(toy\\) has no keras.applications"):
         build_deeplabv3(3, backbone="toy", backbone_weights="imagenet")
+
+
+def test_not_given_values_are_deeplabv3s_defaults():
+    defaults = {name: p.default for name, p in
+                inspect.signature(DeepLabV3.__init__).parameters.items()}
+    assert {name: defaults[name] for name in OPTIONS} == OPTIONS
+    assert all(set(family.options) <= set(OPTIONS) for family in backbones.FAMILIES)

@@ -1,5 +1,6 @@
-"""Shared test settings: quiet TensorFlow, the location of ../shared, tiny model options,
-and how pytest-xdist shares the tests between its two workers (pytest.ini: -n 2)."""
+"""Shared test settings: quiet TensorFlow, the location of ../shared, the tiny model options
+as a fixture (the tiny models themselves: deeplab_tf.testing), and how pytest-xdist shares
+the tests between its two workers (pytest.ini: -n 2)."""
 import os
 import pathlib
 
@@ -20,8 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 VOC_SAMPLES = SHARED / "data" / "voc2012_samples"
 
-# A tiny DeepLabv3 from the same code as the paper's: for fast tests.
-TINY = dict(backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16)
+from deeplab_tf.testing import TINY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from deeplab_tf.data import tfrecord
 from deeplab_tf.data.metadata import VOC
 from deeplab_tf.images import read_image
 from deeplab_tf.inference import Protocol, Segmenter
-from test_inference import make_model_dir
+from deeplab_tf.testing import image_label_dataset, tiny_model_dir
 
 NAMES = ["sample_0", "sample_4", "sample_6"]   # three sizes: 366x500, 500x334, 375x500
 PROTOCOL = Protocol(output_stride=8, scales=(0.75, 1.0), flip=True)
@@ -39,20 +39,7 @@ def _numpy_confusion(labels, predictions, num_classes):
 
 def _dataset(names, padded=False):
     """Whole images (or images padded for batching, with their true height and width)."""
-    samples = [_sample(n) for n in names]
-
-    def generate():
-        for image, label in samples:
-            h, w = label.shape
-            if padded:   # junk padding: a cut that went wrong would count it
-                image = np.pad(image, [(0, 20), (0, 9), (0, 0)], constant_values=77)
-                label = np.pad(label, [(0, 20), (0, 9)], constant_values=3)
-            yield {"image": image, "label": label, "height": h, "width": w}
-
-    spec = {"image": tf.TensorSpec([None, None, 3], tf.uint8),
-            "label": tf.TensorSpec([None, None], tf.uint8),
-            "height": tf.TensorSpec([], tf.int32), "width": tf.TensorSpec([], tf.int32)}
-    return tf.data.Dataset.from_generator(generate, output_signature=spec)
+    return image_label_dataset([_sample(n) for n in names], padded)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def run_dir(tmp_path_factory):
     """A VOC model_dir trained at output stride 16, and the confusion matrix of its
     predictions at output stride 8 (Segmenter + NumPy), independent of eval_lib."""
     path = tmp_path_factory.mktemp("eval") / "run"
-    make_model_dir(path, metadata=VOC, steps=2)
+    tiny_model_dir(path, metadata=VOC, steps=2)
     segmenter = Segmenter(path, output_stride=8, scales=PROTOCOL.scales, flip=True)
     expected = 0
     for name in NAMES:
@@ -136,12 +123,18 @@ _REPLICAS = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path.insert(0, "tests")
-    from test_eval_lib import NAMES, _dataset
+    from PIL import Image
     from deeplab_tf import eval_lib, metrics, model_dir
     from deeplab_tf.data.metadata import VOC
+    from deeplab_tf.images import read_image
     from deeplab_tf.inference import Protocol
-    path, protocol = sys.argv[1], Protocol(output_stride=16)
+    from deeplab_tf.testing import image_label_dataset
+    path, samples, protocol = sys.argv[1], sys.argv[2], Protocol(output_stride=16)
+    def _dataset(names):
+        return image_label_dataset([
+            (read_image(f"{samples}/JPEGImages/{n}.jpg"),
+             np.asarray(Image.open(f"{samples}/SegmentationClass/{n}.png"))) for n in names])
+    NAMES = json.loads(sys.argv[3])
     one = eval_lib.evaluate(model_dir.load_model(path)[0], _dataset(NAMES), VOC, protocol,
                             verbose=0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -171,7 +164,8 @@ _REPLICAS = textwrap.dedent("""
 def test_two_replicas_give_the_one_device_matrix(run_dir):
     # Three images over two replicas: the last step leaves one replica an empty batch.
     path, _ = run_dir
-    run = subprocess.run([sys.executable, "-c", _REPLICAS, str(path)], capture_output=True,
+    run = subprocess.run([sys.executable, "-c", _REPLICAS, str(path), str(VOC_SAMPLES),
+                          json.dumps(NAMES)], capture_output=True,
                          text=True, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ from conftest import REPO, VOC_SAMPLES
 from deeplab_tf import export_lib, model_dir
 from deeplab_tf.images import read_image
 from deeplab_tf.inference import Protocol, Segmenter
-from test_inference import METADATA, make_model_dir
+from deeplab_tf.testing import TOY_METADATA as METADATA, tiny_model, tiny_model_dir
 
 # Options baked into the export and given to Segmenter: they must agree everywhere.
 OPTIONS = dict(output_stride=8, scales=(0.75, 1.0), flip=True)
@@ -54,7 +54,7 @@ _FRESH = textwrap.dedent("""
 def exported(tmp_path_factory):
     """The SavedModel and a float TFLite model, both written by the deeplab-export CLI."""
     root = tmp_path_factory.mktemp("export")
-    make_model_dir(root / "run")
+    tiny_model_dir(root / "run")
     run = subprocess.run(
         [sys.executable, "-m", "deeplab_tf.tools.export", f"--model_dir={root / 'run'}",
          f"--export_dir={root / 'saved_model'}", "--output_stride=8",
@@ -173,14 +173,14 @@ def test_tflite_int8_stays_close(exported):
 def test_probabilities_only_on_request():
     protocol = Protocol(output_stride=16)
     for wanted, keys in [(False, {"labels"}), (True, {"labels", "probabilities"})]:
-        module = export_lib._Serving(build_tiny(), METADATA, protocol, wanted)
+        module = export_lib._Serving(tiny_model(), METADATA, protocol, wanted)
         function = module.predict_images.get_concrete_function()
         assert set(function.structured_outputs) == keys
 
 
 def test_export_is_atomic_and_never_clobbers(exported, tmp_path, monkeypatch):
     _, segmenter, export_dir = exported
-    model = build_tiny()
+    model = tiny_model()
     target = tmp_path / "models" / "1"
     target.mkdir(parents=True)
     (target / "saved_model.pb").write_text("the previous export")
@@ -205,12 +205,6 @@ def test_export_is_atomic_and_never_clobbers(exported, tmp_path, monkeypatch):
     export_lib.export_saved_model(model, METADATA, target, segmenter.protocol, overwrite=True)
     assert (target / "saved_model.pb").read_text() == "new"
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["1"]
-
-
-def build_tiny():
-    from deeplab_tf.modeling import build_deeplabv3
-    return build_deeplabv3(METADATA.num_classes, backbone="resnet_tiny", width_multiplier=0.125,
-                           aspp_filters=16)
 
 
 def test_existing_export_refused_before_any_work(exported, monkeypatch):

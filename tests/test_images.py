@@ -9,7 +9,7 @@ from PIL import Image
 
 from deeplab_tf.data.converters import inputs
 from deeplab_tf.images import ImageError, read_image, to_rgb_uint8, upright
-from reliability.test_exif import DISPLAY
+from deeplab_tf.testing import EXIF_DISPLAY as DISPLAY
 
 
 def _png(image):

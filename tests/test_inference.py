@@ -1,5 +1,4 @@
-"""The prediction protocol against a NumPy re-implementation, sliding windows, Segmenter.
-`make_model_dir` is also used by the eval, export and predict tests."""
+"""The prediction protocol against a NumPy re-implementation, sliding windows, Segmenter."""
 
 import numpy as np
 import pytest
@@ -7,35 +6,13 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import VOC_SAMPLES
-from deeplab_tf import configs, model_dir
-from deeplab_tf.data.metadata import DatasetMetadata
+from deeplab_tf import configs
 from deeplab_tf.images import read_image
 from deeplab_tf.inference import (Protocol, Segmenter, make_predictor, parse_scales,
                                   parse_size, predict_probabilities)
-from deeplab_tf.modeling import build_deeplabv3
+from deeplab_tf.testing import TOY_METADATA as METADATA, tiny_model, tiny_model_dir
 
 MEAN = (120.0, 110.0, 100.0)
-METADATA = DatasetMetadata("toy", ("background", "thing", "stuff", "other"),
-                           colors=((0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200)))
-
-
-def make_model_dir(path, metadata=METADATA, steps=30000, seed=0):
-    """A tiny DeepLabv3 model_dir (config trained at output stride 16, dataset metadata, one
-    checkpoint) whose random weights, damped so probabilities are not saturated, predict
-    several classes."""
-    tf.keras.utils.set_random_seed(seed)
-    tiny = dict(backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16,
-                output_stride=16)
-    model = build_deeplabv3(metadata.num_classes, **tiny)
-    kernel, bias = model.get_layer("logits").get_weights()
-    model.get_layer("logits").set_weights([kernel * 0.05, bias])
-    config = configs.ExperimentConfig(model=configs.ModelConfig(backbone_weights=None, **tiny),
-                                      train=configs.TrainConfig(steps=steps))
-    model_dir.write_config(path, config, metadata)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                                         model_dir.checkpoint_dir(path), max_to_keep=3)
-    manager.save()
-    return model
 
 
 # ----------------------------------------------------------------------------- NumPy reference
@@ -157,9 +134,8 @@ def test_sliding_windows_agree_with_whole_image_on_deeplab():
     # rates: the effective reach of this random model is ~100 pixels (measured), and
     # 321-pixel windows at a stride of 128 overlap by 193.
     tf.keras.utils.set_random_seed(3)
-    model = build_deeplabv3(4, backbone="resnet_tiny", width_multiplier=0.125,
-                            aspp_filters=16, image_pooling=False, output_stride=8,
-                            depths=(1, 1, 1, 1), multi_grid=(1,), aspp_rates=(1, 2, 3))
+    model = tiny_model(4, image_pooling=False, output_stride=8, depths=(1, 1, 1, 1),
+                       multi_grid=(1,), aspp_rates=(1, 2, 3))
     kernel, bias = model.get_layer("logits").get_weights()
     model.get_layer("logits").set_weights([kernel * 0.05, bias])
     image = tf.constant(read_image(VOC_SAMPLES / "JPEGImages" / "sample_0.jpg")[None],
@@ -174,7 +150,7 @@ def test_sliding_windows_agree_with_whole_image_on_deeplab():
 
 
 def test_one_trace_for_every_size():
-    model = build_deeplabv3(4, backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16)
+    model = tiny_model(4)
     predict = make_predictor(model, Protocol(scales=(1.0,)))
     for h, w in [(17, 23), (40, 9), (33, 33)]:
         assert predict(tf.zeros([1, h, w, 3])).shape == (1, h, w, 4)
@@ -184,7 +160,7 @@ def test_one_trace_for_every_size():
 # ----------------------------------------------------------------------------- Segmenter
 
 def test_segmenter_from_model_dir_any_size_and_mode(tmp_path):
-    make_model_dir(tmp_path / "run")
+    tiny_model_dir(tmp_path / "run")
     segmenter = Segmenter(tmp_path / "run", output_stride=16)
     assert segmenter.protocol.output_stride == 16 and segmenter.metadata == METADATA
     rgb = np.random.default_rng(2).integers(0, 256, (37, 51, 3), dtype=np.uint8)

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import REPO, VOC_SAMPLES
 from deeplab_tf.inference import Segmenter
 from deeplab_tf.tools.predict import list_inputs, output_stems
-from test_inference import METADATA, make_model_dir
+from deeplab_tf.testing import TOY_METADATA as METADATA, tiny_model_dir
 
 
 def _inputs(folder):
@@ -29,7 +29,7 @@ def _inputs(folder):
 
 
 def test_mixed_folder(tmp_path):
-    make_model_dir(tmp_path / "run")
+    tiny_model_dir(tmp_path / "run")
     folder = tmp_path / "in"
     folder.mkdir()
     good = _inputs(folder)

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_tf import fileio
+from deeplab_tf import fileio, testing
 from tools_in_process import run_tool
 
-TINY = ("model.width_multiplier=0.125,model.aspp_filters=16,model.depths=(1,1,1,1),"
-        "model.multi_grid=(1,),"
-        "train.batch_size=4,train.steps_per_loop=1,train.checkpoint_every=2,"
-        "data.crop_size=(65,65),eval.scales=(1.0,),eval.flip=false,export.output_stride=8")
+TINY = testing.tiny_overrides("train.batch_size=4,train.steps_per_loop=1,"
+                              "train.checkpoint_every=2,data.crop_size=(65,65),"
+                              "eval.scales=(1.0,),eval.flip=false,export.output_stride=8")
 
 
 def _local_files(*folders):

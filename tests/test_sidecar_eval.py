@@ -14,14 +14,15 @@ import uuid
 
 import tensorflow as tf
 
+from deeplab_tf import testing
 from deeplab_tf.data import tfrecord
 from deeplab_tf.data.converters import synthetic
 
 BIN = os.path.dirname(sys.executable)
-SMALL = ("train.steps=4,train.steps_per_loop=2,train.checkpoint_every=2,train.batch_size=2,"
-         "model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-         "model.aspp_filters=16,data.crop_size=(33,33),eval.scales=(1.0,),eval.flip=false,"
-         "train.then_evaluate=false,train.then_export=false,train.then_predict=0")
+SMALL = testing.tiny_overrides("train.steps=4,train.steps_per_loop=2,train.checkpoint_every=2,"
+                               "train.batch_size=2,data.crop_size=(33,33),eval.scales=(1.0,),"
+                               "eval.flip=false,train.then_evaluate=false,"
+                               "train.then_export=false,train.then_predict=0")
 
 
 def start(command, log, cwd, **env):
@@ -88,11 +89,11 @@ def test_follow_on_ram_evaluates_each_step_once_across_restarts():
     """In process, every path on ram:// (the code path of gs://): a restarted evaluator
     does not evaluate a step again, and stops at once when the last step is done."""
     from deeplab_tf import eval_lib, fileio, model_dir
-    from test_inference import make_model_dir
+    from deeplab_tf.testing import tiny_model_dir
     root = f"ram://test_sidecar_eval/{uuid.uuid4().hex}"
     run, records = f"{root}/run", f"{root}/data/val-00000-of-00001.tfrecord"
     try:
-        model = make_model_dir(run, metadata=synthetic.synthetic.SYNTHETIC_METADATA, steps=2)
+        model = tiny_model_dir(run, metadata=synthetic.synthetic.SYNTHETIC_METADATA, steps=2)
         with tf.io.TFRecordWriter(records) as writer:
             for i in range(2):
                 image, label = synthetic.synthetic.generate_example(i, 0, (33, 41), "val")

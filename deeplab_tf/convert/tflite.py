@@ -25,8 +25,8 @@ from deeplab_tf.modeling import mobilenet_v2
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 HEAD = ("aspp_0_conv", "aspp_pooling/conv", "aspp_project_conv", "logits")
 HEAD_BN = ("aspp_0_bn", "aspp_pooling/bn", "aspp_project_bn", None)
-# research/deeplab's head BN epsilon (our DeepLabV3 head for MobileNetV2 uses it too).
-HEAD_EPSILON = 1e-5
+# research/deeplab's head BN epsilon: our DeepLabV3 head's on MobileNetV2 (its Backbone).
+HEAD_EPSILON = mobilenet_v2.BACKBONE.head_bn_epsilon["slim"]
 
 
 def conv_layers(depth_multiplier):

@@ -12,10 +12,11 @@ _log = logging.getLogger("deeplab_tf.train")
 
 
 def mean_rgb(model_config):
-    """The pixel the model normalizes to zero: what crops are padded with."""
-    from deeplab_tf.modeling.layers import NORMALIZATIONS
-    from deeplab_tf.modeling.resnet import LAYOUTS
-    return NORMALIZATIONS[LAYOUTS[model_config.layout].normalization][0]
+    """The pixel the model normalizes to zero: what crops are padded with. Decided where
+    the model decides its input normalization (`backbones.mean_rgb`): the family's, per
+    layout, unless `model.input_normalization` says otherwise."""
+    from deeplab_tf.modeling import backbones
+    return backbones.mean_rgb(model_config)
 
 
 def records_folder(records):

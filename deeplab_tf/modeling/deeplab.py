@@ -1,13 +1,17 @@
 """DeepLabv3: the model and its builder (Sec. 3, Fig. 3 and 5; Tables 1-6).
 
-    image (raw RGB, 0-255) -> InputNormalization -> ResNet v1 (atrous beyond output_stride,
-    Multi_Grid, cascaded blocks) -> ASPP + image pooling | cascade -> 1x1 logits
-    -> bilinear upsampling (align-corners) to the input size
+    image (raw RGB, 0-255) -> InputNormalization -> backbone (backbones.py: ResNet v1 with
+    atrous beyond output_stride, Multi_Grid, cascaded blocks; MobileNetV2) -> ASPP + image
+    pooling | cascade -> 1x1 logits -> bilinear upsampling (align-corners) to the input size
+
+The backbone family is reached only through its `backbone.Backbone` description: its
+endpoints, normalization, head defaults and weights.
 """
 import keras
 
-from deeplab_tf.modeling import mobilenet_v2, resnet
-from deeplab_tf.modeling.aspp import aspp, default_aspp_rates
+from deeplab_tf.modeling import backbones
+from deeplab_tf.modeling.aspp import aspp
+from deeplab_tf.modeling.backbone import OPTIONS
 from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike
 
 HEADS = ("aspp", "cascade")
@@ -23,8 +27,11 @@ class DeepLabV3(keras.Model):
 
     Args:
       num_classes: logits channels (21 for PASCAL VOC).
-      backbone: "resnet50", "resnet101", "resnet152", "resnet_tiny" (`resnet.DEPTHS`) or
-        "mobilenet_v2" (`mobilenet_v2.py`, with `depth_multiplier`).
+      backbone: a name of `backbones.FAMILIES`: "resnet50", "resnet101", "resnet152",
+        "resnet_tiny" (`resnet.DEPTHS`; "resnet<N>" with `depths`) or "mobilenet_v2"
+        (`mobilenet_v2.py`). Family options (multi_grid, extra_blocks, stem, depths,
+        width_multiplier: ResNet; depth_multiplier: MobileNetV2) given to a family that
+        does not take them are a ValueError.
       output_stride: 8, 16 or 32 (64-256 with extra_blocks); Sec. 3.1. Paper: 16 for
         training, 8 for the final evaluation.
       multi_grid: unit rates of block4 and the cascaded blocks (Sec. 3.2). Paper: (1, 2, 4).
@@ -40,17 +47,20 @@ class DeepLabV3(keras.Model):
         scratch need less (e.g. 0.99).
       sync_bn: synchronized BN across replicas.
       activation: "relu" (the paper) or "swish" (Model Garden's registered configs).
-      layout: "keras", "slim" or "garden" (`resnet.LAYOUTS`): stride position, conv bias,
-        BN epsilon and padding of the checkpoints to be loaded.
+      layout: "keras", "slim" or "garden" (ResNet, `resnet.LAYOUTS`: stride position, conv
+        bias, BN epsilon and padding of the checkpoints to be loaded); "keras" or "slim"
+        (MobileNetV2: channel rounding).
       stem: "7x7" or "deep" (TF-slim `resnet_v1_*_beta`).
       depths: units per block, overriding the backbone's (e.g. (1, 1, 1, 3)).
       width_multiplier: scales every backbone channel count (1.0 for ImageNet weights).
       input_normalization: "caffe", "tf", "torch" or "rgb_mean" (`layers.NORMALIZATIONS`);
-        None = what the layout's weights expect.
+        None = what the family's weights expect in the layout
+        (`backbones.input_normalization`).
       upsample_logits: resize logits to the input size inside the model (the paper keeps
         the ground truth intact, Sec. 4.1); False returns logits at the output stride.
       backbone_weights: None, "imagenet" or a keras.applications weights file (layout
-        "keras", full width). Used once when building; not part of the saved config.
+        "keras", full width; `Backbone.load_weights`). Used once when building; not part of
+        the saved config.
       depth_multiplier: MobileNetV2 channel multiplier (backbone "mobilenet_v2", whose
         default head is research/deeplab's: image pooling + 1x1, aspp_rates=()); with it,
         layout "slim" rounds channels as research/deeplab, "keras" as keras.applications.
@@ -62,48 +72,40 @@ class DeepLabV3(keras.Model):
                  sync_bn=False, activation="relu", layout="keras", stem="7x7", depths=None,
                  width_multiplier=1.0, input_normalization=None, upsample_logits=True,
                  backbone_weights=None, depth_multiplier=1.0, **kwargs):
-        if layout not in resnet.LAYOUTS:
-            raise ValueError(f"layout={layout!r}, expected one of {sorted(resnet.LAYOUTS)}")
-        mobilenet = backbone == "mobilenet_v2"
-        if depths is None and backbone not in resnet.DEPTHS and not mobilenet:
-            raise ValueError(f"backbone={backbone!r}, expected one of "
-                             f"{sorted(resnet.DEPTHS) + ['mobilenet_v2']}")
-        if mobilenet and extra_blocks:
-            raise ValueError(f"extra_blocks={extra_blocks}: cascaded blocks are ResNet "
-                             f"blocks; backbone='mobilenet_v2' needs extra_blocks=0")
+        family = backbones.lookup(backbone, depths)
+        family.check_options(backbone, dict(
+            multi_grid=multi_grid, extra_blocks=extra_blocks, stem=stem, depths=depths,
+            width_multiplier=width_multiplier, depth_multiplier=depth_multiplier))
+        input_normalization = backbones.input_normalization(backbone, layout,
+                                                            input_normalization, depths)
         if head not in HEADS:
             raise ValueError(f"head={head!r}, expected one of {HEADS}")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes={num_classes}: expected >= 1")
-        lay = resnet.LAYOUTS[layout]
-        depths = tuple(depths) if depths is not None else resnet.DEPTHS.get(backbone, ())
         multi_grid = tuple(int(m) for m in multi_grid)
         if aspp_rates is not None:
             aspp_rates = tuple(int(r) for r in aspp_rates)
-        input_normalization = input_normalization or ("tf" if mobilenet else lay.normalization)
-        head_epsilon = 1e-5 if mobilenet else lay.bn_epsilon
+        options = dict(multi_grid=multi_grid, extra_blocks=int(extra_blocks), stem=stem,
+                       depths=tuple(depths) if depths is not None else (),
+                       width_multiplier=float(width_multiplier),
+                       depth_multiplier=float(depth_multiplier))
+        if family.resolve is not None:
+            options = family.resolve(backbone, options)
 
         inputs = keras.Input((None, None, 3), name="image")
         x = InputNormalization(input_normalization, name="input_normalization")(inputs)
-        if mobilenet:
-            endpoints = {"block4": mobilenet_v2.mobilenet_v2(
-                x, depth_multiplier, output_stride, bn_momentum=bn_momentum, sync_bn=sync_bn,
-                layout=layout)}
-        else:
-            endpoints = resnet.resnet_v1(
-                x, depths, width_multiplier=width_multiplier, output_stride=output_stride,
-                multi_grid=multi_grid, extra_blocks=extra_blocks,
-                stride_position=lay.stride_position, conv_bias=lay.conv_bias,
-                bn_epsilon=lay.bn_epsilon, padding=lay.padding, pool_padding=lay.pool_padding,
-                stem=stem, bn_momentum=bn_momentum, sync_bn=sync_bn, activation=activation)
-        features = endpoints[f"block{4 + extra_blocks}"]
+        endpoints = family.build(x, backbone, output_stride, layout=layout,
+                                 bn_momentum=bn_momentum, sync_bn=sync_bn,
+                                 activation=activation,
+                                 **{k: options[k] for k in family.options})
+        features = list(endpoints.values())[-1]
         if head == "aspp":
             rates = aspp_rates
             if rates is None:
-                rates = () if mobilenet else default_aspp_rates(output_stride)
+                rates = family.default_aspp_rates(output_stride)
             features = aspp(features, rates,
                             filters=aspp_filters, image_pooling=image_pooling,
-                            bn_momentum=bn_momentum, bn_epsilon=head_epsilon,
+                            bn_momentum=bn_momentum, bn_epsilon=family.head_bn_epsilon[layout],
                             sync_bn=sync_bn, activation=activation)
         if dropout_rate:
             features = keras.layers.Dropout(dropout_rate, name="dropout")(features)
@@ -117,26 +119,13 @@ class DeepLabV3(keras.Model):
 
         self._builder_args = dict(
             num_classes=int(num_classes), backbone=backbone, output_stride=int(output_stride),
-            multi_grid=multi_grid, aspp_rates=aspp_rates, extra_blocks=int(extra_blocks),
-            head=head, image_pooling=bool(image_pooling), aspp_filters=int(aspp_filters),
-            dropout_rate=float(dropout_rate), bn_momentum=float(bn_momentum),
-            sync_bn=bool(sync_bn), activation=activation, layout=layout, stem=stem,
-            depths=depths,
-            width_multiplier=float(width_multiplier),
-            input_normalization=input_normalization, upsample_logits=bool(upsample_logits),
-            depth_multiplier=float(depth_multiplier))
-        if backbone_weights is not None and mobilenet:
-            if mobilenet_v2.channel_divisor(depth_multiplier, layout) != 8:
-                raise ValueError(f"backbone_weights={backbone_weights!r} loads keras.applications "
-                                 f"MobileNetV2 weights: needs layout='keras' at "
-                                 f"depth_multiplier={depth_multiplier}")
-            mobilenet_v2.load_backbone_weights(self, depth_multiplier, backbone_weights)
-        elif backbone_weights is not None:
-            if backbone_weights == "imagenet" and (layout != "keras" or stem != "7x7"
-                                                   or width_multiplier != 1.0):
-                raise ValueError("backbone_weights='imagenet' loads keras.applications "
-                                 "weights: needs layout='keras', stem='7x7', width 1.0")
-            resnet.load_backbone_weights(self, backbone, backbone_weights)
+            aspp_rates=aspp_rates, head=head, image_pooling=bool(image_pooling),
+            aspp_filters=int(aspp_filters), dropout_rate=float(dropout_rate),
+            bn_momentum=float(bn_momentum), sync_bn=bool(sync_bn), activation=activation,
+            layout=layout, input_normalization=input_normalization,
+            upsample_logits=bool(upsample_logits), **options)
+        if backbone_weights is not None:
+            backbones.load_backbone_weights(self, backbone, backbone_weights)
 
     @property
     def builder_args(self):
@@ -180,19 +169,27 @@ def set_output_stride(model, output_stride, aspp_rates=None):
     return rebuilt
 
 
-def build_backbone(backbone="resnet101", output_stride=32, **kwargs):
-    """A standalone ResNet v1 `keras.Model` (raw RGB in) whose outputs are the endpoint dict.
+def build_backbone(backbone="resnet101", output_stride=32, layout="keras",
+                   input_normalization=None, **options):
+    """A standalone backbone `keras.Model` (raw RGB in) whose outputs are its endpoint dict
+    (`Backbone.build`).
 
-    kwargs: `resnet.resnet_v1` options, plus `layout`, `input_normalization`.
+    options: the family's builder options (`backbone.OPTIONS`: e.g. depths, extra_blocks;
+    left out: the family's own defaults, for ResNet a Multi_Grid of ones), bn_momentum,
+    sync_bn, activation.
     """
-    lay = resnet.LAYOUTS[kwargs.pop("layout", "keras")]
-    norm = kwargs.pop("input_normalization", None) or lay.normalization
-    depths = kwargs.pop("depths", None) or resnet.DEPTHS[backbone]
-    options = dict(stride_position=lay.stride_position, conv_bias=lay.conv_bias,
-                   bn_epsilon=lay.bn_epsilon, padding=lay.padding,
-                   pool_padding=lay.pool_padding)
-    options.update(kwargs)
+    common = {k: options.pop(k) for k in ("bn_momentum", "sync_bn", "activation")
+              if k in options}
+    for option in options:
+        if option not in OPTIONS:
+            raise ValueError(f"{option}={options[option]!r}: not a backbone option; "
+                             f"expected some of {sorted(OPTIONS)}")
+    family = backbones.lookup(backbone, options.get("depths"))
+    family.check_options(backbone, options)
+    norm = backbones.input_normalization(backbone, layout, input_normalization,
+                                         options.get("depths"))
     inputs = keras.Input((None, None, 3), name="image")
     x = InputNormalization(norm, name="input_normalization")(inputs)
-    endpoints = resnet.resnet_v1(x, depths, output_stride=output_stride, **options)
+    endpoints = family.build(x, backbone, output_stride, layout=layout, **common,
+                             **{k: v for k, v in options.items() if k in family.options})
     return keras.Model(inputs, endpoints, name=backbone)

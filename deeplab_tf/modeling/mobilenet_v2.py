@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from deeplab_tf.modeling.backbone import Backbone
 from deeplab_tf.modeling.layers import Conv, InputNormalization
 
 # (expansion t, output channels c, repeats n, first stride s) per stage (Table 2 of
@@ -109,11 +110,12 @@ def channel_divisor(depth_multiplier, layout="keras"):
     return 8 if layout != "slim" or depth_multiplier == 1.0 else 1
 
 
-def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
-                 bn_epsilon=BN_EPSILON, sync_bn=False, layout="keras"):
-    """MobileNetV2 features (the last inverted residual block's output) from normalized
-    images ([-1, 1]). Returns the feature tensor, 320 x depth_multiplier channels (rounded
-    as `channel_divisor` says).
+def endpoints(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
+              bn_epsilon=BN_EPSILON, sync_bn=False, layout="keras"):
+    """MobileNetV2 on normalized images ([-1, 1]): {"stem": Conv1's output, then one
+    endpoint per inverted residual block, named as its layers ("expanded_conv", "block_1",
+    ..., "block_16": the features, 320 x depth_multiplier channels, rounded as
+    `channel_divisor` says)}.
     """
     divisor = channel_divisor(depth_multiplier, layout)
     def bn(y, name):
@@ -127,6 +129,7 @@ def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
     channels = make_divisible(32 * depth_multiplier, divisor)
     x = Conv(channels, 3, strides=2, name="Conv1")(x)
     x = relu6(bn(x, "bn_Conv1"), "Conv1_relu")
+    out_endpoints = {"stem": x}
     block = 0
     for t, c, n, _ in STAGES:
         out = make_divisible(c * depth_multiplier, divisor)
@@ -145,29 +148,43 @@ def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
             if stride == 1 and channels == out:
                 y = keras.layers.Add(name=prefix + "add")([x, y])
             x, channels = y, out
+            out_endpoints[prefix[:-1]] = x
             block += 1
-    return x
+    return out_endpoints
+
+
+def mobilenet_v2(x, depth_multiplier=1.0, output_stride=16, bn_momentum=0.9997,
+                 bn_epsilon=BN_EPSILON, sync_bn=False, layout="keras"):
+    """MobileNetV2 features (the last inverted residual block's output, "block_16" of
+    `endpoints`) from normalized images ([-1, 1])."""
+    return endpoints(x, depth_multiplier, output_stride, bn_momentum, bn_epsilon, sync_bn,
+                     layout)["block_16"]
 
 
 def load_backbone_weights(model, depth_multiplier=1.0, weights="imagenet"):
     """Copies `keras.applications.MobileNetV2(alpha=depth_multiplier, weights=weights)`'s
     variables into `model`'s layers of the same names (every backbone layer). `weights`:
-    "imagenet" or a keras.applications weights file (include_top=False)."""
+    "imagenet" or a keras.applications weights file (include_top=False). Returns the names
+    of the layers copied."""
     source = keras.applications.MobileNetV2(
         input_shape=(224, 224, 3), alpha=depth_multiplier, include_top=False, weights=weights)
-    return transfer_keras_applications_weights(model, source)
+    return _transfer(model, source)
 
 
 def transfer_keras_applications_weights(model, source):
     """Copies every variable of a `keras.applications.MobileNetV2` model `source` into
     `model`'s layer of the same name; returns how many layers were copied. Its top
     (`Conv_1`, `Conv_1_bn`, `predictions`) is skipped unless `model` has those layers."""
+    return len(_transfer(model, source))
+
+
+def _transfer(model, source):
     ours = {layer.name: layer for layer in model.layers}
-    copied = 0
+    copied = []
     for layer in source.layers:
         if layer.weights and layer.name in ours:
             ours[layer.name].set_weights(layer.get_weights())
-            copied += 1
+            copied.append(layer.name)
     return copied
 
 
@@ -185,3 +202,32 @@ def classifier(depth_multiplier=1.0, num_classes=1001, layout="slim"):
     x = Conv(num_classes, 1, use_bias=True, name="Logits")(x)
     return keras.Model(inputs, keras.layers.Flatten(name="flatten")(x),
                        name=f"mobilenet_v2_{depth_multiplier}")
+
+
+def load_imagenet_weights(model, args, weights):
+    """`Backbone.load_weights`: keras.applications MobileNetV2 weights into a DeepLabV3 of
+    `args`, whose channels must be rounded as keras.applications rounds them."""
+    depth_multiplier = args.get("depth_multiplier", 1.0)
+    if channel_divisor(depth_multiplier, args.get("layout", "keras")) != 8:
+        raise ValueError(f"backbone_weights={weights!r} loads keras.applications "
+                         f"MobileNetV2 weights: needs layout='keras' at "
+                         f"depth_multiplier={depth_multiplier}")
+    return load_backbone_weights(model, depth_multiplier, weights)
+
+
+def build(x, name, output_stride, layout="keras", bn_momentum=0.9997, sync_bn=False,
+          activation="relu", depth_multiplier=1.0):
+    """`Backbone.build`; ReLU6 inside the backbone whatever the head's `activation`."""
+    del name, activation
+    return endpoints(x, depth_multiplier, output_stride, bn_momentum=bn_momentum,
+                     sync_bn=sync_bn, layout=layout)
+
+
+# research/deeplab's MobileNetV2 DeepLabv3: inputs in [-1, 1] whatever the checkpoint, a
+# head of image pooling + 1x1 only (no atrous branch), head BN epsilon 1e-5.
+BACKBONE = Backbone(
+    family="mobilenet_v2", names=("mobilenet_v2",), build=build,
+    options=("depth_multiplier",),
+    normalization={"keras": "tf", "slim": "tf"},
+    head_bn_epsilon={"keras": 1e-5, "slim": 1e-5},
+    default_aspp_rates=lambda output_stride: (), load_weights=load_imagenet_weights)

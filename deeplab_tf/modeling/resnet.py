@@ -18,6 +18,8 @@ import dataclasses
 
 import keras
 
+from deeplab_tf.modeling.aspp import default_aspp_rates
+from deeplab_tf.modeling.backbone import Backbone
 from deeplab_tf.modeling.layers import Conv, MaxPool, activation_layer
 
 # Units per block (block1..block4) of each named backbone.
@@ -227,3 +229,42 @@ def load_backbone_weights(model, backbone, weights):
     app = getattr(keras.applications, KERAS_APPLICATIONS[backbone])
     source = app(include_top=False, weights=weights, input_shape=(None, None, 3))
     return transfer_keras_applications_weights(source, model)
+
+
+def load_imagenet_weights(model, args, weights):
+    """`Backbone.load_weights`: keras.applications weights into a DeepLabV3 of `args`."""
+    if weights == "imagenet" and (args.get("layout", "keras") != "keras"
+                                  or args.get("stem", "7x7") != "7x7"
+                                  or args.get("width_multiplier", 1.0) != 1.0):
+        raise ValueError("backbone_weights='imagenet' loads keras.applications "
+                         "weights: needs layout='keras', stem='7x7', width 1.0")
+    return load_backbone_weights(model, args["backbone"], weights)
+
+
+def build(x, name, output_stride, layout="keras", bn_momentum=0.9997, sync_bn=False,
+          activation="relu", depths=None, width_multiplier=1.0, multi_grid=None,
+          extra_blocks=0, stem="7x7"):
+    """`Backbone.build`: `resnet_v1` in a checkpoint layout (`LAYOUTS`); `depths` (None or
+    ()) default to the name's (`DEPTHS`), `multi_grid` to 1 for every unit of block4."""
+    lay = LAYOUTS[layout]
+    return resnet_v1(x, tuple(depths) if depths else DEPTHS[name],
+                     width_multiplier=width_multiplier, output_stride=output_stride,
+                     multi_grid=multi_grid, extra_blocks=extra_blocks,
+                     stride_position=lay.stride_position, conv_bias=lay.conv_bias,
+                     bn_epsilon=lay.bn_epsilon, padding=lay.padding,
+                     pool_padding=lay.pool_padding, stem=stem, bn_momentum=bn_momentum,
+                     sync_bn=sync_bn, activation=activation)
+
+
+def _resolve(name, options):
+    depths = options.get("depths")
+    return dict(options, depths=tuple(depths) if depths else DEPTHS[name])
+
+
+BACKBONE = Backbone(
+    family="resnet", names=tuple(DEPTHS), build=build,
+    options=("depths", "width_multiplier", "multi_grid", "extra_blocks", "stem"),
+    normalization={k: lay.normalization for k, lay in LAYOUTS.items()},
+    head_bn_epsilon={k: lay.bn_epsilon for k, lay in LAYOUTS.items()},
+    default_aspp_rates=default_aspp_rates, load_weights=load_imagenet_weights,
+    pattern=r"resnet\d+", resolve=_resolve)

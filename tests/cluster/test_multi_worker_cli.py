@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_tf import testing
 from deeplab_tf.data.converters import synthetic
 from deeplab_tf.preemption import HOLD_ENV, METADATA_ENV
 from deeplab_tf.train_lib import PREEMPTED_EXIT_CODE
@@ -34,10 +35,10 @@ from localhost import free_ports
 
 TRAIN = os.path.join(os.path.dirname(sys.executable), "deeplab-train")
 STEPS = 4
-TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-        "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
-        "train.steps_per_loop=1,train.checkpoint_every=100,train.then_evaluate=false,"
-        "train.then_export=false,train.then_predict=0")
+TINY = testing.tiny_overrides("data.crop_size=(65,65),train.batch_size=4,"
+                              "train.steps_per_loop=1,train.checkpoint_every=100,"
+                              "train.then_evaluate=false,train.then_export=false,"
+                              "train.then_predict=0")
 
 
 class Workers:

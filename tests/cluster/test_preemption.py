@@ -115,7 +115,8 @@ def mirrored(workdir):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "training"))
-    from helpers import META, dataset_fn, tiny_config
+    from deeplab_tf.testing import tiny_config
+    from helpers import META, dataset_fn
     from deeplab_tf import checkpointing, train_lib
     from deeplab_tf import model_dir as model_dir_lib
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -52,6 +52,17 @@ def slim_variables(scope, depths, width, beta, num_classes, filters, rng, rates=
     return {k: a.astype(np.float32) for k, a in v.items()}
 
 
+# A small slim checkpoint for tests of the conversion itself (not of the numbers).
+TINY_CASE = dict(scope="resnet_v1_50", depths=(2, 2, 2, 3), width=0.125, beta=False, filters=8)
+
+
+def case_variables(case, num_classes=5, seed=0):
+    """`slim_variables` of a case dict (scope, depths, width, beta, filters)."""
+    c = dict(case)
+    return slim_variables(c["scope"], c["depths"], c["width"], c["beta"], num_classes,
+                          c["filters"], np.random.default_rng(seed))
+
+
 def write_checkpoint(prefix, variables):
     """A name-based (TF1/slim style) checkpoint, as tf.compat.v1.train.Saver writes."""
     names = sorted(variables)

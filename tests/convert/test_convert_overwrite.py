@@ -9,7 +9,6 @@ import pytest
 
 import slim_reference as ref
 from deeplab_tf.convert import convert_checkpoint
-from test_slim_checkpoint import TINY, variables
 
 BIN = os.path.dirname(sys.executable)   # the console scripts, as users type them
 
@@ -20,7 +19,7 @@ def _files(root):
 
 
 def test_overwrite_refuses_a_folder_it_did_not_convert(tmp_path):
-    ref.write_checkpoint(tmp_path / "ckpt", variables(TINY))
+    ref.write_checkpoint(tmp_path / "ckpt", ref.case_variables(ref.TINY_CASE))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("the user's work")
     before = _files(tmp_path)
@@ -35,7 +34,7 @@ def test_overwrite_refuses_a_folder_it_did_not_convert(tmp_path):
 
 
 def test_overwrite_replaces_only_a_converted_model_dir(tmp_path):
-    ref.write_checkpoint(tmp_path / "src" / "ckpt", variables(TINY))
+    ref.write_checkpoint(tmp_path / "src" / "ckpt", ref.case_variables(ref.TINY_CASE))
     source, run = str(tmp_path / "src" / "ckpt"), str(tmp_path / "run")
     convert_checkpoint("slim", source, run)
     convert_checkpoint("slim", source, run, overwrite=True)   # its own: replaced

@@ -23,13 +23,8 @@ CASES = {
     "resnet_v1_101_beta": dict(scope="resnet_v1_101", depths=(3, 4, 23, 3), width=0.25,
                                beta=True, filters=32),
 }
-TINY = dict(scope="resnet_v1_50", depths=(2, 2, 2, 3), width=0.125, beta=False, filters=8)
-
-
-def variables(case, num_classes=5, seed=0):
-    c = dict(case)
-    return ref.slim_variables(c["scope"], c["depths"], c["width"], c["beta"], num_classes,
-                              c["filters"], np.random.default_rng(seed))
+TINY = ref.TINY_CASE
+variables = ref.case_variables
 
 
 def raw_logits_model(path, output_stride):

@@ -14,28 +14,10 @@ from PIL import Image
 from deeplab_tf.data import tfrecord, writer
 from deeplab_tf.data.converters import voc2012
 from deeplab_tf.data.metadata import VOC
+from deeplab_tf.testing import read_records
 
 # shared/ is a sibling of the repository root (CI clones the repo beside a copy of it).
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "voc2012_samples"
-
-
-def read_records(output_dir, split):
-    """name -> fields of a converted split, decoded independently (proto + Pillow)."""
-    manifest = json.loads((Path(output_dir) / "manifest.json").read_text())
-    records = {}
-    for shard in manifest["splits"][split]["shards"]:
-        for raw in tf.data.TFRecordDataset(str(Path(output_dir) / shard)):
-            feature = tf.train.Example.FromString(raw.numpy()).features.feature
-            label_png = feature[tfrecord.LABEL_ENCODED].bytes_list.value[0]
-            records[feature[tfrecord.IMAGE_FILENAME].bytes_list.value[0].decode()] = {
-                "image": feature[tfrecord.IMAGE_ENCODED].bytes_list.value[0],
-                "format": feature[tfrecord.IMAGE_FORMAT].bytes_list.value[0].decode(),
-                "size": (feature[tfrecord.IMAGE_HEIGHT].int64_list.value[0],
-                         feature[tfrecord.IMAGE_WIDTH].int64_list.value[0]),
-                "label_png": label_png,
-                "label": np.asarray(Image.open(io.BytesIO(label_png))),
-            }
-    return records
 
 
 def split_names(split):

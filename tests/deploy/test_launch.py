@@ -8,6 +8,7 @@ import sys
 import yaml
 
 import deploy_commands as commands
+from deeplab_tf import testing
 from deeplab_tf.data.converters import synthetic
 from localhost import free_ports
 
@@ -61,10 +62,10 @@ def test_bad_environment_and_command_are_named():
 
 
 # A tiny quickstart (as tests/training/test_train_cli.py trains it).
-TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-        "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
-        "train.steps_per_loop=1,train.checkpoint_every=2,train.then_evaluate=false,"
-        "train.then_export=false,train.then_predict=0,data.generate_synthetic=false")
+TINY = testing.tiny_overrides("data.crop_size=(65,65),train.batch_size=4,"
+                              "train.steps_per_loop=1,train.checkpoint_every=2,"
+                              "train.then_evaluate=false,train.then_export=false,"
+                              "train.then_predict=0,data.generate_synthetic=false")
 
 
 def test_kubernetes_spec_command_trains_two_workers_on_localhost(tmp_path):

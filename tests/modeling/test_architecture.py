@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from deeplab_tf.modeling import build_backbone, build_deeplabv3, default_aspp_rates
 from deeplab_tf.modeling.layers import Conv
-from conftest import TINY
+from deeplab_tf.testing import TINY
 
 
 def spec_shape(model, size):

@@ -6,7 +6,7 @@ import pytest
 from deeplab_tf.modeling import build_deeplabv3
 from deeplab_tf.modeling.folding import fold_batch_norm, fold_pairs, folded_weights
 from deeplab_tf.modeling.layers import Conv
-from conftest import TINY
+from deeplab_tf.testing import TINY
 
 
 def randomize_bn(model, seed=0):

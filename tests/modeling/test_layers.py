@@ -9,7 +9,7 @@ import keras
 from deeplab_tf.modeling import build_backbone, build_deeplabv3
 from deeplab_tf.modeling.aspp import ImagePooling
 from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike
-from conftest import TINY
+from deeplab_tf.testing import TINY
 
 
 def numpy_conv(x, w, stride, rate, pad_beg, pad_end):

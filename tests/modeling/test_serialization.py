@@ -7,7 +7,7 @@ import keras
 
 from deeplab_tf.modeling import DeepLabV3, build_deeplabv3, set_output_stride
 from deeplab_tf.modeling import aspp, layers
-from conftest import TINY
+from deeplab_tf.testing import TINY
 
 # Non-default values for constrained arguments; every other argument gets a value derived
 # from its default's type, so a new constructor argument is covered automatically.

@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "training")]
 import inputs  # noqa: E402
 from files import snapshot  # noqa: E402
-from helpers import META, dataset_fn, tiny_config  # noqa: E402
+from deeplab_tf.testing import tiny_config  # noqa: E402
+from helpers import META, dataset_fn  # noqa: E402
 
 from deeplab_tf import checkpointing, train_lib  # noqa: E402
 

@@ -17,7 +17,7 @@ from conftest import REPO
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.images import ImageError
 from deeplab_tf.inference import Segmenter
-from test_inference import make_model_dir
+from deeplab_tf.testing import tiny_model_dir
 
 from .inputs import BOMB_SIDE, MAX_PIXELS, array_inputs, batch_inputs, encoded_inputs
 
@@ -42,7 +42,7 @@ PEAK_LIMIT_MB = 1200
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "run"
-    make_model_dir(path)
+    tiny_model_dir(path)
     return path
 
 

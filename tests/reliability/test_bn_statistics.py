@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
+from deeplab_tf import testing
 from deeplab_tf.data.converters import synthetic
 
 BIN = os.path.dirname(sys.executable)
 WARNING = "BN moving statistics have not converged"
-OVERRIDES = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-             "model.aspp_filters=16,model.bn_momentum=0.99,data.crop_size=(33,33),"
-             "train.batch_size=2,train.steps=3,train.steps_per_loop=3,"
-             "train.checkpoint_every=3,train.then_evaluate=false,train.then_export=false,"
-             "train.then_predict=0")
+OVERRIDES = testing.tiny_overrides("model.bn_momentum=0.99,data.crop_size=(33,33),"
+                                   "train.batch_size=2,train.steps=3,train.steps_per_loop=3,"
+                                   "train.checkpoint_every=3,train.then_evaluate=false,"
+                                   "train.then_export=false,train.then_predict=0")
 
 
 def _train(root, name, extra=""):

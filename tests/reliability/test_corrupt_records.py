@@ -14,14 +14,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_tf import configs, train_lib
+from deeplab_tf import configs, testing, train_lib
 from deeplab_tf.data import pipeline, record_scan, tfrecord, training_input
 from deeplab_tf.data.converters import synthetic
 
-TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-        "model.aspp_filters=16,data.crop_size=(33,33),train.batch_size=2,"
-        "train.steps_per_loop=1,train.checkpoint_every=2,train.steps=2,"
-        "train.then_evaluate=false,train.then_export=false,train.then_predict=0")
+TINY = testing.tiny_overrides("data.crop_size=(33,33),train.batch_size=2,"
+                              "train.steps_per_loop=1,train.checkpoint_every=2,train.steps=2,"
+                              "train.then_evaluate=false,train.then_export=false,"
+                              "train.then_predict=0")
 
 
 def frames(path):

@@ -19,7 +19,7 @@ from deeplab_tf.data.converters import synthetic
 from deeplab_tf.data.metadata import DatasetMetadata
 from deeplab_tf.data.synthetic import SYNTHETIC_METADATA
 from deeplab_tf.inference import Protocol
-from test_inference import METADATA as TOY, make_model_dir
+from deeplab_tf.testing import TOY_METADATA as TOY, tiny_model_dir
 
 EVAL = os.path.join(os.path.dirname(sys.executable), "deeplab-eval")
 FAST = ["--eval_scales=1.0", "--noadd_flipped_images", "--eval_output_stride=16"]
@@ -32,8 +32,8 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalfaults")
     synthetic.convert(str(root / "data"), num_train=1, num_val=2, image_size=(33, 41),
                       num_shards=1, num_workers=1, progress=False)
-    make_model_dir(root / "synthetic_run", metadata=SYNTHETIC_METADATA, steps=2)
-    make_model_dir(root / "toy_run", metadata=TOY, steps=2)
+    tiny_model_dir(root / "synthetic_run", metadata=SYNTHETIC_METADATA, steps=2)
+    tiny_model_dir(root / "toy_run", metadata=TOY, steps=2)
     return root
 
 

@@ -14,25 +14,11 @@ from PIL import Image
 
 from deeplab_tf.data import pipeline, tfrecord
 from deeplab_tf.images import read_image
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
-from test_converters import read_records  # noqa: E402
+from deeplab_tf.testing import EXIF_DISPLAY as DISPLAY, read_records
 from .files import assert_refused, changed, snapshot
 
 BIN = os.path.dirname(sys.executable)
 STORED = (16, 24)   # the pixels as the camera wrote them: landscape
-
-# What a viewer shows for each EXIF orientation, from the spec's definition of where the
-# 0th row and 0th column go (independent of Pillow's transpose table).
-DISPLAY = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],                         # mirrored left-right
-    3: lambda a: a[::-1, ::-1],                      # rotated 180
-    4: lambda a: a[::-1],                            # mirrored top-bottom
-    5: lambda a: a.transpose(1, 0, 2),               # 0th row left, 0th column top
-    6: lambda a: np.rot90(a, -1),                    # 0th row right, 0th column top
-    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],   # 0th row right, 0th column bottom
-    8: lambda a: np.rot90(a, 1),                     # 0th row left, 0th column bottom
-}
 
 
 def photo(orientation, seed, fmt="JPEG"):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
-from test_converters import read_records  # noqa: E402
+from deeplab_tf.testing import read_records
 from .files import assert_refused, changed, snapshot
 
 BIN = os.path.dirname(sys.executable)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from test_inference import make_model_dir
+from deeplab_tf.testing import tiny_model_dir
 
 from .files import snapshot
 
@@ -30,7 +30,7 @@ def _png(rng, shape=(20, 24, 3)):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("output_safety")
-    make_model_dir(root / "runs" / "voc")
+    tiny_model_dir(root / "runs" / "voc")
     (root / "photos").mkdir()
     (root / "photos" / "holiday.jpg").write_bytes(b"the user's photo")
     return root
@@ -66,7 +66,7 @@ def test_export_overwrite_never_replaces_a_folder_it_did_not_write(workdir, ledg
 def test_predict_never_writes_over_an_input(tmp_path, ledger):
     """Output folder = input folder: x.png's mask would be x_mask.png, an input."""
     ledger.injected()
-    make_model_dir(tmp_path / "run")
+    tiny_model_dir(tmp_path / "run")
     folder = tmp_path / "pictures"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -97,7 +97,7 @@ print(write_predictions(config, sys.argv[1], 5))
 def test_predictions_named_by_records_stay_in_their_folder(tmp_path, ledger):
     import tensorflow as tf
     from deeplab_tf.data import tfrecord
-    make_model_dir(tmp_path / "run")
+    tiny_model_dir(tmp_path / "run")
     rng = np.random.default_rng(1)
     names = ["../escape.jpg", "sub/../../../escape2.jpg", "a/x.jpg", "b/x.jpg", ".."]
     ledger.inputs(len(names))

@@ -12,15 +12,15 @@ import sys
 
 import pytest
 
-from deeplab_tf import preemption
+from deeplab_tf import preemption, testing
 from deeplab_tf.data.converters import synthetic
 from .files import snapshot
 
 TRAIN = os.path.join(os.path.dirname(sys.executable), "deeplab-train")
-TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-        "model.aspp_filters=16,data.crop_size=(33,33),train.batch_size=2,"
-        "train.steps_per_loop=1,train.checkpoint_every=1,"
-        "train.then_evaluate=false,train.then_export=false,train.then_predict=0")
+TINY = testing.tiny_overrides("data.crop_size=(33,33),train.batch_size=2,"
+                              "train.steps_per_loop=1,train.checkpoint_every=1,"
+                              "train.then_evaluate=false,train.then_export=false,"
+                              "train.then_predict=0")
 
 
 def command(model_dir, records, extra="", *flags):

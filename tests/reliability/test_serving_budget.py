@@ -15,11 +15,9 @@ from PIL import Image
 
 from deeplab_tf import export_lib
 from deeplab_tf.inference import Protocol
-from deeplab_tf.modeling import build_deeplabv3
 from deeplab_tf.serving_budget import bytes_per_pixel, fixed_bytes
-from test_inference import METADATA, make_model_dir
+from deeplab_tf.testing import TOY_METADATA as METADATA, tiny_model, tiny_model_dir
 
-TINY = dict(backbone="resnet_tiny", width_multiplier=0.125, aspp_filters=16)
 SIDES = (600, 1400)   # the two request sizes whose peak memory gives the slope
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -51,7 +49,7 @@ print(json.dumps(peaks))
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("budget")
-    make_model_dir(root / "run", steps=1)
+    tiny_model_dir(root / "run", steps=1)
     return root
 
 
@@ -61,7 +59,7 @@ def test_estimate_bounds_measured_peak(tmp_path, ledger):
     69.5 bytes/pixel (600x600 -> 1400x1400) against an estimate of 111."""
     ledger.injected()
     tf.keras.utils.set_random_seed(0)
-    model = build_deeplabv3(METADATA.num_classes, output_stride=16, **TINY)
+    model = tiny_model(METADATA.num_classes, output_stride=16)
     protocol = Protocol(output_stride=16)
     export_dir, budget = export_lib.export_saved_model(
         model, METADATA, str(tmp_path / "1"), protocol, probabilities=True,

@@ -15,8 +15,7 @@ from PIL import Image
 
 from deeplab_tf import export_lib
 from deeplab_tf.inference import Protocol
-from test_export import build_tiny
-from test_inference import METADATA
+from deeplab_tf.testing import TOY_METADATA as METADATA, tiny_model
 
 BUDGET = 40 * 40   # pixels per request, baked into the export below
 
@@ -25,7 +24,7 @@ BUDGET = 40 * 40   # pixels per request, baked into the export below
 def served(tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("serving") / "1"
     tf.keras.utils.set_random_seed(0)
-    export_lib.export_saved_model(build_tiny(), METADATA, str(export_dir),
+    export_lib.export_saved_model(tiny_model(), METADATA, str(export_dir),
                                   Protocol(output_stride=16), max_pixels=BUDGET)
     loaded = tf.saved_model.load(str(export_dir))
     return loaded, loaded.signatures["predict_images"], loaded.signatures["serving_default"]

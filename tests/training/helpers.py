@@ -1,20 +1,12 @@
-"""Tiny configs and in-memory datasets for the training tests (also run as subprocesses)."""
+"""In-memory datasets and scenarios for the training tests (also run as subprocesses); the
+tiny config is deeplab_tf.testing's."""
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import configs
 from deeplab_tf.data.metadata import DatasetMetadata
+from deeplab_tf.testing import tiny_config
 
 META = DatasetMetadata("toy", ("background", "a", "b"))
-
-
-def tiny_config(overrides=""):
-    base = ("model.backbone=resnet_tiny,model.width_multiplier=0.125,model.aspp_filters=16,"
-            "model.depths=(1,1,1,1),model.multi_grid=(1,),"
-            "model.backbone_weights=none,model.bn_momentum=0.9,train.steps=6,train.batch_size=4,"
-            "train.steps_per_loop=1,train.checkpoint_every=3,train.weight_decay=0.0001")
-    return configs.apply_overrides(configs.ExperimentConfig(), base + ("," + overrides
-                                                                       if overrides else ""))
 
 
 def toy_examples(n=16, size=33, seed=0):

@@ -104,7 +104,8 @@ def _float32_first_loss(config):
 
 
 def _run(train_lib, policy, model_dir, strategy, compute_dtypes):
-    from helpers import META, tiny_config
+    from deeplab_tf.testing import tiny_config
+    from helpers import META
     fp16 = policy == "mixed_float16"
     config = tiny_config(f"train.steps={STEPS},train.base_lr=0.02,"
                          f"train.checkpoint_every={1 if fp16 else STEPS},"
@@ -127,7 +128,7 @@ def main(strategy_name, workdir):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from deeplab_tf import train_lib
-    from helpers import tiny_config
+    from deeplab_tf.testing import tiny_config
     strategy = None
     if strategy_name == "mirrored":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -9,7 +9,8 @@ import pytest
 
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf import train_lib
-from helpers import META, dataset_fn, max_relative_difference, tiny_config
+from deeplab_tf.testing import tiny_config
+from helpers import META, dataset_fn, max_relative_difference
 
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 

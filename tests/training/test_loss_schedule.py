@@ -5,7 +5,7 @@ import tensorflow as tf
 from deeplab_tf.losses import pixel_cross_entropy, weight_decay_loss
 from deeplab_tf.modeling import build_deeplabv3
 from deeplab_tf.schedules import PolyWithWarmup
-from conftest import TINY
+from deeplab_tf.testing import TINY
 
 
 def test_loss_matches_numpy_and_ignores_255():

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from deeplab_tf import testing
 from deeplab_tf.data.converters import synthetic
 from mixed_precision_runs import OVERFLOW_STEP, STEPS
 
@@ -24,10 +25,10 @@ COMPUTE_DTYPE = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 # bits), 2**-11 (float16, 11), i.e. 1% and 0.24%. Measured: bf16 0.014% (2 replicas
 # 0.073%), fp16 0.005% (0.008%).
 FIRST_LOSS_RTOL = {"mixed_bfloat16": 5 * 2.0 ** -9, "mixed_float16": 5 * 2.0 ** -11}
-CLI_OVERRIDES = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-                 "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
-                 "train.steps=2,train.steps_per_loop=1,train.checkpoint_every=2,"
-                 "train.then_evaluate=false,train.then_export=false,train.then_predict=0")
+CLI_OVERRIDES = testing.tiny_overrides("data.crop_size=(65,65),train.batch_size=4,"
+                                       "train.steps=2,train.steps_per_loop=1,"
+                                       "train.checkpoint_every=2,train.then_evaluate=false,"
+                                       "train.then_export=false,train.then_predict=0")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ HELPERS = os.path.join(os.path.dirname(__file__), "helpers.py")
 def test_two_workers_match_one_process(tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    base = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    # This checkout's deeplab_tf first: the workers run the code the parent tests.
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests]))
     workers = []
     for index in range(2):
         env = dict(base, TF_CONFIG=json.dumps({"cluster": cluster,

@@ -11,7 +11,7 @@ from deeplab_tf import train_lib
 from deeplab_tf.data.metadata import VOC
 from deeplab_tf.images import read_image
 from deeplab_tf.inference import Segmenter
-from helpers import tiny_config
+from deeplab_tf.testing import tiny_config
 
 # sample_4: bicycle + person; sample_1: train. Four classes with background.
 SAMPLES = ("sample_4", "sample_1")

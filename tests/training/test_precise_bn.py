@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf import precise_bn, train_lib
-from helpers import META, dataset_fn, tiny_config, toy_examples
+from deeplab_tf.testing import tiny_config
+from helpers import META, dataset_fn, toy_examples
 
 STEPS, BATCHES = 60, 4   # 4 batches of 4: the 16 toy images once
 SHORT = (f"train.steps={STEPS},train.steps_per_loop=10,train.checkpoint_every=1000,"

@@ -4,13 +4,14 @@ import subprocess
 import sys
 import time
 
+from deeplab_tf import testing
 from deeplab_tf.data.converters import synthetic
 from deeplab_tf.train_lib import PREEMPTED_EXIT_CODE
 
-TINY = ("model.depths=(1,1,1,1),model.multi_grid=(1,),model.width_multiplier=0.125,"
-        "model.aspp_filters=16,data.crop_size=(65,65),train.batch_size=4,"
-        "train.steps_per_loop=1,train.checkpoint_every=2,train.then_evaluate=false,"
-        "train.then_export=false,train.then_predict=0")
+TINY = testing.tiny_overrides("data.crop_size=(65,65),train.batch_size=4,"
+                              "train.steps_per_loop=1,train.checkpoint_every=2,"
+                              "train.then_evaluate=false,train.then_export=false,"
+                              "train.then_predict=0")
 
 
 def train_command(model_dir, records, steps, *flags):

@@ -12,13 +12,16 @@ import tensorflow as tf
 
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf import train_lib
-from helpers import META, dataset_fn, tiny_config
+from deeplab_tf.testing import tiny_config
+from helpers import META, dataset_fn
 
 HELPERS = os.path.join(os.path.dirname(__file__), "helpers.py")
 
 
 def run_scenario(name, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    # This checkout's deeplab_tf first: the child runs the code the parent tests.
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests]))
     result = subprocess.run([sys.executable, HELPERS, name, str(tmp_path)], capture_output=True,
                             text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -149,13 +149,15 @@ def _sum_dtype(dtype):
     return tf.float32 if dtype in _HALF else dtype
 
 
-def _valid_tap_forward(x, w, rate):
+def _valid_tap_forward(x, w, rate, one_tap_at_a_time=False):
     k_h, k_w = int(w.shape[0]), int(w.shape[1])
     kernels = _tap_kernels(w)
     acc = _sum_dtype(x.dtype)
     out = tf.cast(_product(x, kernels[k_h // 2][k_w // 2]), acc)   # the centre sees all x
     for i, j, begin, size, pads in _taps(x, k_h, k_w, rate):
-        product = _product(tf.slice(x, begin, size), kernels[i][j])
+        with tf.control_dependencies([out] if one_tap_at_a_time else []):
+            window = tf.slice(x, begin, size)
+        product = _product(window, kernels[i][j])
         out = out + tf.pad(tf.cast(product, acc), pads)
     out = tf.cast(out, x.dtype)   # no op where x is float32
     out.set_shape(x.shape[:3] + w.shape[3:])   # dynamic slices lose what x's shape knows
@@ -201,17 +203,21 @@ def valid_tap_conv2d(x, w, rate, lean_gradient=False):
             dw[ci][cj] = _product(x, dy, "nhwc,nhwo->co")
             acc = _sum_dtype(x.dtype)
             dx = tf.cast(_product(dy, kernels[ci][cj], "nhwo,co->nhwc"), acc)
+            done = [dx, dw[ci][cj]]
             for i, j, begin, size, _, out_begin, in_pads in _taps(x, k_h, k_w, rate, True):
-                # The tap read x's window at `begin` and wrote dy's at `out_begin`.
-                x_part = tf.slice(x, begin, size)
-                dy_part = tf.slice(dy, out_begin, size)
+                # The tap read x's window at `begin` and wrote dy's at `out_begin`. Its
+                # windows are cut once the previous tap is done: one tap's copies alive.
+                with tf.control_dependencies(done):
+                    x_part = tf.slice(x, begin, size)
+                    dy_part = tf.slice(dy, out_begin, size)
                 dw[i][j] = _product(x_part, dy_part, "nhwc,nhwo->co")
                 product = _product(dy_part, kernels[i][j], "nhwo,co->nhwc")
                 dx = dx + tf.pad(tf.cast(product, acc), in_pads)
+                done = [dx, dw[i][j]]
             dx = tf.cast(dx, x.dtype)
             dx.set_shape(x.shape)
             return dx, tf.reshape(tf.stack([d for row in dw for d in row]), w.shape)
-        return _valid_tap_forward(x, w, rate), grad
+        return _valid_tap_forward(x, w, rate, one_tap_at_a_time=True), grad
 
     return conv(x, w)
 

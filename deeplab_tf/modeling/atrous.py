@@ -197,10 +197,11 @@ def valid_tap_conv2d(x, w, rate, lean_gradient=False):
     windows are cut once the previous tap's products are summed). Unordered, TensorFlow's
     executor cut the backward's windows of x as soon as x existed, i.e. during the forward
     pass, since they depend on nothing else: every atrous conv's 8 windows of its input
-    stayed alive from the forward until its backward, ~3.6 GB of ResNet-101's OS8 step at
-    batch 2 (10.55 GB peak vs 6.86 GB with oneDNN's native gradient); and within a conv all
-    taps' windows, products and padded copies were alive at once (15x the input, now 4.5x
-    forward and 8x backward; tests/modeling/test_atrous_memory.py). Same values, same time.
+    stayed alive from the forward until its backward: ResNet-101's OS8 step at batch 2
+    peaked at 10.55 GB, now 7.1 GB (6.86 GB with oneDNN's native gradient; docs/
+    benchmarks.md); and within a conv all taps' windows, products and padded copies were
+    alive at once (15x the input, now 4.5x forward and 8x backward;
+    tests/modeling/test_atrous_memory.py). The same sums in the same order.
     """
     if not lean_gradient:
         return _valid_tap_forward(x, w, rate)

@@ -5,6 +5,7 @@ of a training step is a sum of per-tap products (deeplab_tf/modeling/atrous.py).
 itself, TensorFlow's executor cut every tap's window, product and zero-padded copy ahead of
 the running sum, up to ~15 copies of the conv's input alive at once in the forward and
 ~15 in the backward, for every atrous conv of the network."""
+import json
 import os
 import subprocess
 import sys
@@ -53,7 +54,6 @@ def test_valid_tap_training_keeps_one_tap_at_a_time():
     done = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True,
                           env={**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "1"}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    import json
     peaks = json.loads(done.stdout.split("PEAKS ", 1)[1].splitlines()[0])
     x_bytes = peaks["x_bytes"]
     assert peaks["forward"] <= 6 * x_bytes, peaks

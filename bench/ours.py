@@ -11,12 +11,16 @@ Switches that bring back a slower path, for before/after numbers:
                      Conv2D(dilation_rate=r) does) instead of the direct dilated Conv2D
   --native_atrous    inference atrous convs through the dilated Conv2D (all taps) instead of
                      the valid-tap form (modeling/atrous.py valid_tap_conv2d)
+  --atrous_gradient valid_taps   training through the valid-tap atrous gradient even where
+                     TensorFlow differentiates the dilated Conv2D natively (oneDNN): the
+                     kernel library and the atrous gradient measured apart
   --jit              XLA jit_compile (forward function / training step)
   --mixed_precision mixed_bfloat16
 
 Prints the median seconds after warm-up, then one line `RESULT {json}` that bench/run_all.py
 reads (with the conv gradient path: "native" dilated Conv2D gradients or the valid-tap
-fallback, deeplab_tf/modeling/atrous.py).
+fallback, deeplab_tf/modeling/atrous.py), the process's peak RSS and the peak bytes held by
+TensorFlow's CPU allocator (BFC, which this script turns on).
 """
 import argparse
 import contextlib
@@ -66,6 +70,15 @@ def onednn_enabled():
         from tensorflow.python.util import _pywrap_util_port
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):
+        return None
+
+
+def peak_alloc_mb():
+    """Peak bytes TensorFlow's CPU allocator held (tensors only, no code or Python), in MB;
+    None where the allocator keeps no statistics (TF_CPU_ALLOCATOR_USE_BFC unset)."""
+    try:
+        return round(tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20)
+    except (ValueError, tf.errors.OpError):
         return None
 
 
@@ -142,6 +155,7 @@ def main():
     parser.add_argument("--fold", action="store_true")
     parser.add_argument("--keras_atrous", action="store_true")
     parser.add_argument("--native_atrous", action="store_true")
+    parser.add_argument("--atrous_gradient", choices=("auto", "valid_taps"), default="auto")
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--mixed_precision", default=None)
     args = parser.parse_args()
@@ -151,7 +165,10 @@ def main():
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy(args.mixed_precision)
-    from deeplab_tf.modeling.atrous import native_atrous, native_dilated_gradient
+    from deeplab_tf.modeling import atrous
+    from deeplab_tf.modeling.atrous import native_atrous
+    if args.atrous_gradient == "valid_taps":   # as on TensorFlows without a native gradient
+        atrous.native_dilated_gradient = lambda dtype=None: False
     task = {"fwd": bench_fwd, "train": bench_train, "eval": bench_eval}[args.task]
     # --native_atrous holds for the whole measurement: every trace takes the dilated Conv2D.
     with native_atrous() if args.native_atrous else contextlib.nullcontext():
@@ -164,14 +181,16 @@ def main():
         "cpu_s": statistics.median(CPU_TIMES), "fold_bn": args.fold,
         "keras_atrous": args.keras_atrous, "native_atrous": args.native_atrous, "jit": args.jit,
         "dtype": args.mixed_precision or "float32",
-        "conv_gradient": "native" if native_dilated_gradient() else "valid_taps",
+        "conv_gradient": "native" if atrous.native_dilated_gradient() else "valid_taps",
         "cpu_kernels": "oneDNN" if onednn_enabled() else "Eigen",
         "tf": tf.__version__,
         # Peak resident memory of this process (one model, one task): Linux reports KiB.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_alloc_mb": peak_alloc_mb()}
     print(f"\n{args.task} {args.backbone} OS{args.output_stride} {args.size}x{args.size} "
           f"batch {images}: {median:.3f} s (median of {len(times)}, min {min(times):.3f}; "
-          f"{result['cpu_s']:.3f} CPU s; peak RSS {result['peak_rss_mb']} MB)")
+          f"{result['cpu_s']:.3f} CPU s; peak RSS {result['peak_rss_mb']} MB, "
+          f"allocator {result['peak_alloc_mb']} MB)")
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -5,12 +5,13 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The suite runs on oneDNN's CPU kernels on every host (TensorFlow's default only on Intel
-# CPUs; its Eigen kernels elsewhere): same kernels in CI everywhere, and the tiny test
-# models train with native dilated gradients, whose graphs trace faster (on Eigen the suite
-# took 19 min instead of 15.5). The Eigen training path, valid-tap atrous convolutions,
-# is checked against the native one in tests/modeling/test_architecture.py. Child
-# processes inherit the setting.
+# The suite runs on oneDNN's CPU kernels on every host (TensorFlow's default only on CPUs
+# with AVX512_VNNI/AVX512_BF16/AVX_VNNI/AMX; its Eigen kernels on AVX2-only CPUs, see
+# deeplab_tf/__init__.py): same kernels in CI everywhere, and the tiny test models train
+# with native dilated gradients, whose graphs trace faster (on Eigen the suite took 19 min
+# instead of 15.5). The Eigen training path, valid-tap atrous convolutions, is checked
+# against the native one in tests/modeling/test_architecture.py and test_atrous_memory.py.
+# Child processes inherit the setting.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import deeplab_tf  # noqa: E402,F401  (before any TensorFlow import)
 

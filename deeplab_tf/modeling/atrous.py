@@ -18,10 +18,11 @@ _HALF = (tf.bfloat16, tf.float16)
 def native_dilated_gradient(dtype=tf.float32):
     """Whether this TensorFlow can differentiate `Conv2D(dilations>1)` natively in `dtype`.
 
-    oneDNN and cuDNN can; TensorFlow's default CPU kernels cannot ("Current CPU
-    implementations do not yet support dilation rates larger than 1"), e.g. on AMD CPUs,
-    where TF leaves oneDNN off unless TF_ENABLE_ONEDNN_OPTS=1, and for float16 on CPUs
-    without AVX512-FP16, where oneDNN hands float16 to those kernels. Probed once per
+    oneDNN and cuDNN can; TensorFlow's Eigen CPU kernels cannot ("Current CPU
+    implementations do not yet support dilation rates larger than 1"): on CPUs where TF
+    leaves oneDNN off (Linux: no AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX, e.g. AVX2-only
+    EPYCs; see deeplab_tf/__init__.py), with TF_ENABLE_ONEDNN_OPTS=0, and for float16 on
+    CPUs without AVX512-FP16, where oneDNN hands float16 to those kernels. Probed once per
     dtype, eagerly.
     """
     dtype = tf.as_dtype(dtype)
@@ -149,13 +150,18 @@ def _sum_dtype(dtype):
     return tf.float32 if dtype in _HALF else dtype
 
 
-def _valid_tap_forward(x, w, rate):
+def _valid_tap_forward(x, w, rate, one_tap_at_a_time=False):
+    """Sum of the taps' products. `one_tap_at_a_time` cuts each window once the previous
+    tap is summed (training: one tap's temporaries alive, not all of them); inference
+    leaves the executor free to overlap them."""
     k_h, k_w = int(w.shape[0]), int(w.shape[1])
     kernels = _tap_kernels(w)
     acc = _sum_dtype(x.dtype)
     out = tf.cast(_product(x, kernels[k_h // 2][k_w // 2]), acc)   # the centre sees all x
     for i, j, begin, size, pads in _taps(x, k_h, k_w, rate):
-        product = _product(tf.slice(x, begin, size), kernels[i][j])
+        with tf.control_dependencies([out] if one_tap_at_a_time else []):
+            window = tf.slice(x, begin, size)
+        product = _product(window, kernels[i][j])
         out = out + tf.pad(tf.cast(product, acc), pads)
     out = tf.cast(out, x.dtype)   # no op where x is float32
     out.set_shape(x.shape[:3] + w.shape[3:])   # dynamic slices lose what x's shape knows
@@ -187,6 +193,15 @@ def valid_tap_conv2d(x, w, rate, lean_gradient=False):
     backward pass and cuts each tap's window again there; automatic differentiation would
     keep every tap's window, up to k*k copies of x. ResNet-101 training step, OS16, batch 2
     (TF's Eigen kernels, 2-core AVX2): 8.9 s and 4.50 GB peak vs 10.3 s and 4.79 GB.
+    Its taps run one after the other, forward and backward (control dependencies: a tap's
+    windows are cut once the previous tap's products are summed). Unordered, TensorFlow's
+    executor cut the backward's windows of x as soon as x existed, i.e. during the forward
+    pass, since they depend on nothing else: every atrous conv's 8 windows of its input
+    stayed alive from the forward until its backward: ResNet-101's OS8 step at batch 2
+    peaked at 10.55 GB, now 7.1 GB (6.86 GB with oneDNN's native gradient; docs/
+    benchmarks.md); and within a conv all taps' windows, products and padded copies were
+    alive at once (15x the input, now 4.5x forward and 8x backward;
+    tests/modeling/test_atrous_memory.py). The same sums in the same order.
     """
     if not lean_gradient:
         return _valid_tap_forward(x, w, rate)
@@ -201,17 +216,21 @@ def valid_tap_conv2d(x, w, rate, lean_gradient=False):
             dw[ci][cj] = _product(x, dy, "nhwc,nhwo->co")
             acc = _sum_dtype(x.dtype)
             dx = tf.cast(_product(dy, kernels[ci][cj], "nhwo,co->nhwc"), acc)
+            done = [dx, dw[ci][cj]]
             for i, j, begin, size, _, out_begin, in_pads in _taps(x, k_h, k_w, rate, True):
-                # The tap read x's window at `begin` and wrote dy's at `out_begin`.
-                x_part = tf.slice(x, begin, size)
-                dy_part = tf.slice(dy, out_begin, size)
+                # The tap read x's window at `begin` and wrote dy's at `out_begin`. Its
+                # windows are cut once the previous tap is done: one tap's copies alive.
+                with tf.control_dependencies(done):
+                    x_part = tf.slice(x, begin, size)
+                    dy_part = tf.slice(dy, out_begin, size)
                 dw[i][j] = _product(x_part, dy_part, "nhwc,nhwo->co")
                 product = _product(dy_part, kernels[i][j], "nhwo,co->nhwc")
                 dx = dx + tf.pad(tf.cast(product, acc), in_pads)
+                done = [dx, dw[i][j]]
             dx = tf.cast(dx, x.dtype)
             dx.set_shape(x.shape)
             return dx, tf.reshape(tf.stack([d for row in dw for d in row]), w.shape)
-        return _valid_tap_forward(x, w, rate), grad
+        return _valid_tap_forward(x, w, rate, one_tap_at_a_time=True), grad
 
     return conv(x, w)
 

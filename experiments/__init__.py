@@ -9,6 +9,7 @@ kept elsewhere (your own repository) are files of the same form, given by path:
 import importlib
 import pkgutil
 
+from deeplab_tf.config_sources import config_of_module
 from deeplab_tf.configs import ConfigError
 
 
@@ -32,7 +33,7 @@ def get_config(name):
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(names())}; "
                           f"or your own Python file, PATH.py or PATH.py:VARIANT")
     module = importlib.import_module(f"{__name__}.{module_name}")
-    if variant and variant not in getattr(module, "VARIANTS", {}):
-        raise ConfigError(f"experiment {module_name} has no variant {variant!r}; available: "
-                          f"{', '.join(getattr(module, 'VARIANTS', {})) or 'none'}")
-    return module.get_config(variant or None)
+    if variant and not hasattr(module, "VARIANTS"):
+        raise ConfigError(f"experiment {module_name} has no variant {variant!r}; available: none")
+    # The checks a user's experiment file gets too (variant, an ExperimentConfig, ranges).
+    return config_of_module(module, variant or None, where=f"experiment {module_name}")

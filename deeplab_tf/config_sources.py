@@ -83,7 +83,9 @@ def config_of_module(module, variant, where):
 def _load_python_file(path):
     """A user's experiment file as a module (named after the file; registered in
     sys.modules, as an import would, so that dataclasses defined there work). The file's
-    folder is importable while it runs, for its sibling modules (a shared base config)."""
+    folder comes first on sys.path while it runs, as for `python FILE`, for its sibling
+    modules (a shared base config); `experiments` stays the presets' package even if the
+    user's repository has a package of that name."""
     source = _read(path, "experiment file")
     name = "deeplab_user_experiment_" + re.sub(r"\W", "_", fileio.stem(path))
     spec = importlib.util.spec_from_loader(name, loader=None, origin=path)
@@ -95,6 +97,7 @@ def _load_python_file(path):
         raise ConfigError(f"{path}: line {e.lineno}: {e.msg} (a Python experiment file)") \
             from None
     sys.modules[name] = module
+    import experiments   # noqa: F401  (the presets, before a folder of the user's own name)
     with _importable(fileio.dirname(path) if fileio.is_local(path) else None):
         exec(code, module.__dict__)   # the user's own code, as for a preset module
     return module

@@ -43,7 +43,8 @@ def test_user_experiment_config_json_round_trip_and_yaml(tmp_path):
     synthetic.convert(str(tmp_path / "data"), splits=("train",), num_train=8,
                       image_size=(65, 65), num_shards=1, num_workers=1)
     repo = tmp_path / "my_repo"
-    repo.mkdir()
+    (repo / "experiments").mkdir(parents=True)   # the user's own package of that name
+    (repo / "experiments" / "__init__.py").write_text("raise ImportError('not the presets')\n")
     (repo / "experiment.py").write_text(USER_EXPERIMENT.format(
         records=str(tmp_path / "data" / "train-*.tfrecord")))
 

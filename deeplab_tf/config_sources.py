@@ -49,13 +49,18 @@ def is_experiment_file(experiment):
 
 def experiment_config(experiment):
     """The ExperimentConfig of a preset name or of a user's PATH.py[:VARIANT]."""
+    # The presets' package, imported before a user's folder goes on sys.path: a package of
+    # the same name in the user's repository does not hide them.
+    import experiments
     if not is_experiment_file(experiment):
-        import experiments
         return experiments.get_config(experiment)
     match = _PYTHON_FILE.match(experiment)
     path, variant = match.group("path"), match.group("variant") or None
-    module = _load_python_file(path)
-    return config_of_module(module, variant, where=path)
+    source = _read(path, "experiment file")
+    # The file's folder comes first on sys.path while it runs, as for `python FILE`, for
+    # its sibling modules (a shared base config), imported at the top or in get_config.
+    with _importable(fileio.dirname(path) if fileio.is_local(path) else None):
+        return config_of_module(_module(path, source), variant, where=path)
 
 
 def config_of_module(module, variant, where):
@@ -80,13 +85,9 @@ def config_of_module(module, variant, where):
     return configs.validate(config)
 
 
-def _load_python_file(path):
-    """A user's experiment file as a module (named after the file; registered in
-    sys.modules, as an import would, so that dataclasses defined there work). The file's
-    folder comes first on sys.path while it runs, as for `python FILE`, for its sibling
-    modules (a shared base config); `experiments` stays the presets' package even if the
-    user's repository has a package of that name."""
-    source = _read(path, "experiment file")
+def _module(path, source):
+    """A user's experiment file run as a module, named after the file and registered in
+    sys.modules as an import would (dataclasses defined there need it)."""
     name = "deeplab_user_experiment_" + re.sub(r"\W", "_", fileio.stem(path))
     spec = importlib.util.spec_from_loader(name, loader=None, origin=path)
     module = importlib.util.module_from_spec(spec)
@@ -97,9 +98,7 @@ def _load_python_file(path):
         raise ConfigError(f"{path}: line {e.lineno}: {e.msg} (a Python experiment file)") \
             from None
     sys.modules[name] = module
-    import experiments   # noqa: F401  (the presets, before a folder of the user's own name)
-    with _importable(fileio.dirname(path) if fileio.is_local(path) else None):
-        exec(code, module.__dict__)   # the user's own code, as for a preset module
+    exec(code, module.__dict__)   # the user's own code, as for a preset module
     return module
 
 

@@ -11,7 +11,6 @@ from deeplab_tf.configs import ConfigError
 
 USER_EXPERIMENT = '''
 """An experiment kept in the user's own repository, beside a module it imports."""
-from my_base import STEPS
 from deeplab_tf.configs import derive
 from experiments import quickstart
 
@@ -19,6 +18,7 @@ VARIANTS = {"short": 3, "long": 900}
 
 
 def get_config(variant=None):
+    from my_base import STEPS   # a sibling module, imported when the config is made
     return derive(quickstart.get_config(), name="mine",
                   train=dict(steps=VARIANTS.get(variant, STEPS), base_lr=0.02),
                   model=dict(multi_grid=(1, 2, 1)))

@@ -84,11 +84,12 @@ def arguments(tensorflow):
             "pillow",
             "tensorboard",
             "matplotlib",
+            # deeplab-train --config_file=*.yaml (yaml.safe_load; ~0.7 MB, no dependencies).
+            "pyyaml",
         ],
         extras_require={
-            # Everything the test suite needs, so that no test skips for a missing package
-            # (pyyaml: the deploy/ specs are parsed as Kubernetes and Vertex AI read them).
-            "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "pycocotools", "pyyaml",
+            # Everything the test suite needs, so that no test skips for a missing package.
+            "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "pycocotools",
                      "tensorflow-datasets"],
             # `deeplab-build-data tfds` (TensorFlow Datasets, ~220 MB with pyarrow).
             "tfds": ["tensorflow-datasets"],

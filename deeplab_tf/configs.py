@@ -128,6 +128,9 @@ def from_dict(d, cls=ExperimentConfig, path=""):
     for a whole ExperimentConfig, the ranges (`validate`), as overrides are checked."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path.rstrip('.') or 'config'}={d!r}: expected a mapping of "
+                          f"{', '.join(sorted(path + n for n in names))}")
     unknown = set(d) - names
     if unknown:
         raise ConfigError(f"unknown config key(s) {sorted(path + k for k in unknown)}; "

@@ -41,6 +41,10 @@ import uuid
 
 import numpy as np
 import tensorflow as tf
+# Private, kept on purpose: TF has no public API that freezes a TF2 function's variables
+# into constants. The public converter paths that freeze internally (from_saved_model with
+# the variables, from_concrete_functions with trackable_obj) were tried: their TFLite models
+# give NaN or fail at READ_VARIABLE (tests/test_export.py, TFLite parity).
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from deeplab_tf import fileio, publish

@@ -3,7 +3,7 @@ plus weight decay in TF-slim's convention (Sec. 4.1).
 """
 import tensorflow as tf
 
-from deeplab_tf.modeling.layers import Conv
+from deeplab_tf.modeling.layers import Conv, all_layers
 
 
 def pixel_cross_entropy(labels, logits, ignore_label=255):
@@ -27,7 +27,7 @@ def weight_decay_loss(model, weight_decay):
     """weight_decay * sum(w^2) / 2 over convolution kernels (TF-slim `l2_regularizer`
     semantics, i.e. Keras L2(weight_decay / 2)); biases, BN and frozen kernels excluded."""
     # Recursive: convs nested in composite layers (ASPP image pooling) count too.
-    kernels = [layer.kernel for layer in model._flatten_layers()
+    kernels = [layer.kernel for layer in all_layers(model)
                if isinstance(layer, Conv) and layer.trainable]
     if not weight_decay or not kernels:
         return tf.constant(0.0)

@@ -20,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab_tf.modeling.layers import all_layers
+
 INITIAL_WEIGHT_LIMIT = 0.05   # momentum**steps above this: the EMA has not converged
 
 
 def bn_layers(model):
     """Every BatchNormalization layer whose statistics train, nested ones included."""
-    return [layer for layer in model._flatten_layers()
+    return [layer for layer in all_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
 
 

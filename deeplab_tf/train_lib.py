@@ -27,6 +27,7 @@ import tensorflow as tf
 from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
+from deeplab_tf.modeling.layers import all_layers
 from deeplab_tf.schedules import PolyWithWarmup
 
 PREEMPTED_EXIT_CODE = 75
@@ -83,7 +84,7 @@ def build_for_training(config, metadata, strategy):
         model = model_dir_lib.build_model(config, metadata,
                                           sync_bn=strategy.num_replicas_in_sync > 1)
         if config.model.freeze_bn:  # stage 2 (Sec. 4.1): BN runs on its moving statistics
-            for layer in model._flatten_layers():
+            for layer in all_layers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
         t = config.train

@@ -2,11 +2,14 @@
 
 Pick one with `deeplab-train --experiment=NAME` or `NAME.VARIANT` (e.g.
 `table1_output_stride.os8`). Each module has `get_config(variant=None)`; modules with
-variants list them in `VARIANTS`. No registry: the name is the module name.
+variants list them in `VARIANTS`. No registry: the name is the module name. Experiments
+kept elsewhere (your own repository) are files of the same form, given by path:
+`--experiment=PATH.py` or `PATH.py:VARIANT` (deeplab_tf/config_sources.py).
 """
 import importlib
 import pkgutil
 
+from deeplab_tf.config_sources import config_of_module
 from deeplab_tf.configs import ConfigError
 
 
@@ -27,9 +30,10 @@ def get_config(name):
     module_name, _, variant = name.partition(".")
     available = [i.name for i in pkgutil.iter_modules(__path__) if not i.name.startswith("_")]
     if module_name not in available:
-        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(names())}")
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(names())}; "
+                          f"or your own Python file, PATH.py or PATH.py:VARIANT")
     module = importlib.import_module(f"{__name__}.{module_name}")
-    if variant and variant not in getattr(module, "VARIANTS", {}):
-        raise ConfigError(f"experiment {module_name} has no variant {variant!r}; available: "
-                          f"{', '.join(getattr(module, 'VARIANTS', {})) or 'none'}")
-    return module.get_config(variant or None)
+    if variant and not hasattr(module, "VARIANTS"):
+        raise ConfigError(f"experiment {module_name} has no variant {variant!r}; available: none")
+    # The checks a user's experiment file gets too (variant, an ExperimentConfig, ranges).
+    return config_of_module(module, variant or None, where=f"experiment {module_name}")

@@ -4,6 +4,8 @@ normalization, logits resizing.
 Every layer stores all of its constructor arguments and returns them from `get_config`
 (tests/modeling/test_layers.py builds the round-trip from each constructor's signature).
 """
+import collections
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -236,3 +238,29 @@ class ResizeLike(keras.layers.Layer):
         config = super().get_config()
         config.update(align_corners=self.align_corners)
         return config
+
+
+def all_layers(model):
+    """`model` and every layer inside it, nested ones included, each once: a Model's
+    `layers`, and the layers a composite layer holds in its public attributes
+    (ImagePooling's conv and bn). Keras 3 has no public recursive listing (its
+    `Layer._flatten_layers` is private): this is its walk, in its order (a sum over the
+    layers rounds the same), over public attributes; a Sequential's implicit InputLayer
+    (no weights) is left out. tests/modeling/test_all_layers.py compares the two."""
+    def children(layer):
+        found = list(layer.layers) if isinstance(layer, keras.Model) else []
+        for name, value in vars(layer).items():
+            if not name.startswith("_"):
+                values = value if isinstance(value, (list, tuple)) else [value]
+                found += [v for v in values if isinstance(v, keras.layers.Layer)]
+        return found
+
+    layers, seen = [model], set()
+    pending = collections.deque(children(model))
+    while pending:
+        layer = pending.popleft()
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            layers.append(layer)
+            pending.extendleft(children(layer))   # as Keras: depth first, reversed
+    return layers

@@ -1,7 +1,11 @@
-"""deeplab-train: train DeepLabv3 with one of the experiments/ presets.
+"""deeplab-train: train DeepLabv3 with one of the experiments/ presets or your own config.
 
     deeplab-train --experiment=voc_r101_os16_aspp --model_dir=runs/voc_os16 \
         --strategy=mirrored --params_override="train.steps=1000,train.base_lr=0.01"
+    deeplab-train --experiment=../my_repo/my_experiment.py --model_dir=runs/mine
+    deeplab-train --config_file=runs/voc_os16/config.json --model_dir=runs/again
+
+The config: --experiment, then --config_file (JSON/YAML), then --params_override.
 
 The run resumes from the latest checkpoint in --model_dir. Exit status: 0 done; 75 stopped
 by SIGTERM/SIGINT or a GCE maintenance/preemption event after saving a checkpoint (every
@@ -26,7 +30,12 @@ from deeplab_tf.tools import define_mixed_precision, run_main
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", "quickstart",
                     "Preset in experiments/: NAME or NAME.VARIANT (e.g. voc_r101_os16_aspp, "
-                    "table1_output_stride.os8).")
+                    "table1_output_stride.os8), or your own Python file PATH.py or "
+                    "PATH.py:VARIANT defining get_config(variant=None) as the presets do.")
+flags.DEFINE_string("config_file", None,
+                    "JSON or YAML file with config.json's schema (any subset of its keys), "
+                    "applied on top of --experiment and before --params_override; a run's "
+                    "MODEL_DIR/config.json re-runs it.")
 flags.DEFINE_string("model_dir", None, "Where config, checkpoints and logs go; resumed from.")
 flags.DEFINE_string("params_override", "",
                     'Comma-separated typed overrides, e.g. "train.steps=100,train.base_lr=0.01,'
@@ -47,12 +56,13 @@ define_mixed_precision("for training (float16 with loss scaling)")
 flags.mark_flag_as_required("model_dir")
 
 
-def load_config(experiment, overrides):
-    """The experiment's config with overrides applied; bad input is a UsageError (exit 2)."""
-    import experiments
-    from deeplab_tf.configs import ConfigError, apply_overrides
+def load_config(experiment, overrides, config_file=None):
+    """The experiment's config, then the config file, then the overrides
+    (deeplab_tf/config_sources.py); bad input is a UsageError (exit status 1)."""
+    from deeplab_tf import config_sources
+    from deeplab_tf.configs import ConfigError
     try:
-        return apply_overrides(experiments.get_config(experiment), overrides)
+        return config_sources.resolve(experiment, config_file, overrides)
     except ConfigError as e:
         raise app.UsageError(str(e))
 
@@ -61,7 +71,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.time()
-    config = load_config(FLAGS.experiment, FLAGS.params_override)
+    config = load_config(FLAGS.experiment, FLAGS.params_override, FLAGS.config_file)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("deeplab_tf").setLevel(logging.INFO)
     from absl import logging as absl_logging

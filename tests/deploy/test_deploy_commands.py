@@ -30,7 +30,7 @@ for argv in json.loads(sys.stdin.read()):
         if len(rest) > 1:
             raise ValueError(f"unexpected arguments {rest[1:]}")
         if module_name == "deeplab_tf.tools.train":
-            module.load_config(FLAGS.experiment, FLAGS.params_override)
+            module.load_config(FLAGS.experiment, FLAGS.params_override, FLAGS.config_file)
         errors.append(None)
     except Exception as e:
         errors.append(f"{type(e).__name__}: {e}")

@@ -21,13 +21,14 @@ import time
 from absl import app, flags
 
 from deeplab_tf import fileio
-from deeplab_tf.tools import define_mixed_precision, run_main
+from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", "quickstart",
                     "Preset in experiments/: NAME or NAME.VARIANT (e.g. voc_r101_os16_aspp, "
                     "table1_output_stride.os8).")
-flags.DEFINE_string("model_dir", None, "Where config, checkpoints and logs go; resumed from.")
+shared.define_model_dir("Where config, checkpoints and logs go; resumed from.")
 flags.DEFINE_string("params_override", "",
                     'Comma-separated typed overrides, e.g. "train.steps=100,train.base_lr=0.01,'
                     'model.multi_grid=(1,2,1)". Unknown keys are errors listing the valid ones.')
@@ -43,8 +44,7 @@ flags.DEFINE_bool("allow_config_change", False,
 flags.DEFINE_bool("break_lease", False,
                   "Take over --model_dir's lease.json from a trainer that is still marked "
                   "live (only when you know it is gone; a stale lease is taken over anyway).")
-define_mixed_precision("for training (float16 with loss scaling)")
-flags.mark_flag_as_required("model_dir")
+shared.define_mixed_precision("for training (float16 with loss scaling)")
 
 
 def load_config(experiment, overrides):
@@ -62,10 +62,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.time()
     config = load_config(FLAGS.experiment, FLAGS.params_override)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("deeplab_tf").setLevel(logging.INFO)
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress
     import keras
     from deeplab_tf import train_lib
     if tf_config_task_type() == "evaluator":   # a sidecar evaluator: follows, never trains

@@ -29,6 +29,7 @@ def run_main(main, module_name, tensorflow=True):
         shared_flags.warn_renamed(module_name)
         if tensorflow:
             logs.import_tensorflow(noisy)
+            logs.start_log_file(flags.FLAGS)
         return main(argv)
     app.run(logged_main)
 

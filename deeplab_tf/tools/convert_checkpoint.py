@@ -25,8 +25,8 @@ flags.DEFINE_enum("source", None, ["garden", "slim", "tflite"], "garden: Model G
                   "resnet_v1_*; tflite: research/deeplab's released MobileNetV2 .tflite "
                   "(quantized weights dequantized, folded BN as identity BN + bias).",
                   required=True)
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. model.ckpt-30000) or a "
-                    "directory (its latest checkpoint).", required=True)
+shared.define_checkpoint("Checkpoint prefix (e.g. model.ckpt-30000) or a directory (its "
+                         "latest checkpoint).", required=True)
 shared.define_model_dir("model_dir to write (config.json, dataset.json, checkpoints/).")
 shared.define_output_stride("Output stride of the model_dir's config (Sec. 3.1); evaluation "
                             "rebuilds at deeplab-eval --output_stride anyway.", default=16)

@@ -27,19 +27,15 @@ _NOISY_MODULES = r"(tensorflow|keras|tf_keras|tensorboard|h5py|google|absl|ml_dt
 
 
 def configure(flag_values):
-    """Sets up logging from the parsed absl flags; returns True when TF's output is shown."""
-    from absl import logging as absl_logging
-
+    """Sets up logging from the parsed absl flags, before TensorFlow is imported; returns
+    True when TensorFlow's output is shown."""
     import deeplab_tf
     noisy = flag_values.verbosity >= NOISY_VERBOSITY
-    if flag_values.log_dir and not flag_values.logtostderr:
-        if not flag_values["stderrthreshold"].present:   # our errors stay on the terminal
-            flag_values.stderrthreshold = "warning"
-        absl_logging.get_absl_handler().use_absl_log_file(log_dir=flag_values.log_dir)
     if not deeplab_tf.TF_CPP_MIN_LOG_LEVEL_GIVEN and "tensorflow" not in sys.modules:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if noisy else "3"
-    if "tensorflow" not in flag_values.logger_levels:
-        logging.getLogger("tensorflow").setLevel(logging.NOTSET if noisy else logging.ERROR)
+    for name in ("tensorflow", "absl"):   # TF logs through both (absl: saving, export)
+        if name not in flag_values.logger_levels:
+            logging.getLogger(name).setLevel(logging.NOTSET if noisy else logging.ERROR)
     if noisy:
         logging.captureWarnings(True)   # into the log (and its file), as py.warnings
     else:
@@ -47,6 +43,25 @@ def configure(flag_values):
             warnings.filterwarnings("ignore", category=category)
         warnings.filterwarnings("ignore", module=_NOISY_MODULES)
     return noisy
+
+
+def start_log_file(flag_values):
+    """With --log_dir (created if needed): absl's log file there; warnings and errors also
+    on stderr unless --stderrthreshold is given."""
+    from absl import app
+    from absl import logging as absl_logging
+
+    from deeplab_tf import fileio
+    if not flag_values.log_dir or flag_values.logtostderr:
+        return
+    if not flag_values["stderrthreshold"].present:   # our errors stay on the terminal
+        flag_values.stderrthreshold = "warning"
+    try:
+        fileio.makedirs(flag_values.log_dir)
+        absl_logging.get_absl_handler().use_absl_log_file(log_dir=flag_values.log_dir)
+    except OSError as e:   # FileNotFoundError: not a local folder (absl writes with open)
+        raise app.UsageError(f"--log_dir={flag_values.log_dir}: cannot write a log file "
+                             f"there ({e})")
 
 
 def import_tensorflow(noisy):

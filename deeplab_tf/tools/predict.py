@@ -93,11 +93,10 @@ def main(argv):
         raise app.UsageError(f"--outputs={','.join(FLAGS.outputs)}: expected some of {OUTPUTS}")
     if not 0 <= FLAGS.alpha <= 1:
         raise app.UsageError(f"--alpha={FLAGS.alpha}: expected a value in [0, 1]")
-    import keras
-
     from deeplab_tf import fileio, visualize
     from deeplab_tf.images import ImageError
     from deeplab_tf.inference import Segmenter, parse_scales
+    from deeplab_tf.progress import Progress
     paths, failures = list_inputs(FLAGS.input)
     for problem in failures:
         print(f"error: {problem}", file=sys.stderr)
@@ -113,7 +112,7 @@ def main(argv):
         raise app.UsageError(f"--model_dir={FLAGS.model_dir}: {e}")
     colormap = segmenter.metadata.colormap()
     fileio.makedirs(FLAGS.output_dir)
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    progress = Progress(len(paths), unit="image")
     done = 0
     for path, stem in zip(paths, output_stems(paths, FLAGS.output_dir, FLAGS.outputs)):
         out = fileio.join(FLAGS.output_dir, stem)
@@ -121,7 +120,7 @@ def main(argv):
             rgb, labels, _ = segmenter.segment_file(path, FLAGS.max_pixels or None)
         except ImageError as e:
             failures.append(str(e))
-            print(f"\nerror: {e}", file=sys.stderr)
+            print(f"error: {e}", file=sys.stderr)
         else:
             if "mask" in FLAGS.outputs:
                 fileio.save_image(f"{out}_mask.png", visualize.colorize(labels, colormap))
@@ -132,6 +131,7 @@ def main(argv):
                 visualize.save_label_png(labels, f"{out}_label.png")
             done += 1
         progress.add(1)
+    progress.close()
     print(f"{done} of {len(paths)} images segmented into {FLAGS.output_dir}")
     if failures:
         print(f"{len(failures)} failed:\n  " + "\n  ".join(failures), file=sys.stderr)

@@ -31,8 +31,8 @@ def define_model_dir(help, required=True):
     flags.DEFINE_string("model_dir", None, help, required=required)
 
 
-def define_checkpoint(help):
-    flags.DEFINE_string("checkpoint", None, help)
+def define_checkpoint(help, required=False):
+    flags.DEFINE_string("checkpoint", None, help, required=required)
 
 
 def define_mixed_precision(uses):

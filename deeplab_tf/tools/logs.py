@@ -23,6 +23,8 @@ NOISY_VERBOSITY = 1   # -v at or above which TensorFlow's own output is shown
 # C++ log lines (absl/glog format) and absl's notice before its logging is initialised.
 _CPP_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
 _CPP_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+# Loggers TensorFlow and Keras write through ("absl": checkpoint and SavedModel saving).
+_QUIET_LOGGERS = ("tensorflow", "absl", "keras", "h5py")
 _NOISY_MODULES = r"(tensorflow|keras|tf_keras|tensorboard|h5py|google|absl|ml_dtypes)(\.|$)"
 
 
@@ -33,9 +35,10 @@ def configure(flag_values):
     noisy = flag_values.verbosity >= NOISY_VERBOSITY
     if not deeplab_tf.TF_CPP_MIN_LOG_LEVEL_GIVEN and "tensorflow" not in sys.modules:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if noisy else "3"
-    for name in ("tensorflow", "absl"):   # TF logs through both (absl: saving, export)
-        if name not in flag_values.logger_levels:
-            logging.getLogger(name).setLevel(logging.NOTSET if noisy else logging.ERROR)
+    if not noisy:   # a filter: TF resets the absl logger's level (set_verbosity) as it saves
+        from absl import logging as absl_logging
+        quiet = _QuietLoggers(set(_QUIET_LOGGERS) - set(flag_values.logger_levels))
+        absl_logging.get_absl_handler().addFilter(quiet)
     if noisy:
         logging.captureWarnings(True)   # into the log (and its file), as py.warnings
     else:
@@ -94,6 +97,17 @@ def import_tensorflow(noisy):
         if kept:
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
+
+
+class _QuietLoggers(logging.Filter):
+    """Lets through errors only from the loggers named (and their children)."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+
+    def filter(self, record):
+        return record.levelno >= logging.ERROR or record.name.split(".")[0] not in self.names
 
 
 def is_tensorflow_noise(line):

@@ -10,7 +10,8 @@ def run_main(main, module_name, tensorflow=True):
     list no flags and no description: make the tool's flags and docstring the main
     module's. The tool's flags are all it accepts beyond absl's own (those are in
     --helpfull): its module's and those defined for it elsewhere in deeplab_tf (e.g.
-    shared_flags). `tensorflow`: import TensorFlow (quietly, tools/logs.py) before main.
+    shared_flags). `tensorflow`: the tool uses TensorFlow (its stderr is filtered and
+    --log_dir honoured, tools/logs.py).
     """
     from absl import app, flags
 
@@ -28,7 +29,8 @@ def run_main(main, module_name, tensorflow=True):
         noisy = logs.configure(flags.FLAGS)
         shared_flags.warn_renamed(module_name)
         if tensorflow:
-            logs.import_tensorflow(noisy)
+            if not noisy:
+                logs.filter_stderr()
             logs.start_log_file(flags.FLAGS)
         return main(argv)
     app.run(logged_main)

@@ -9,20 +9,48 @@
   rendezvous warnings; the `tensorflow` logger; Python warnings such as deprecations) is
   hidden unless `-v 1` or more. Its C++ level (TF_CPP_MIN_LOG_LEVEL, read when TensorFlow
   is imported) is set here, after the flags are parsed and before TensorFlow is imported;
-  one given in the environment is kept. The lines TensorFlow's C++ logging writes while it
-  loads, before it reads that level, are filtered out of stderr.
+  one given in the environment is kept. The C++ lines that level does not cover (those
+  written while TensorFlow loads, ERROR lines of absl's C++ logging) are filtered out of
+  stderr (`filter_stderr`).
 """
 import logging
 import os
 import re
 import sys
-import threading
 import warnings
 
 NOISY_VERBOSITY = 1   # -v at or above which TensorFlow's own output is shown
-# C++ log lines (absl/glog format) and absl's notice before its logging is initialised.
-_CPP_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
-_CPP_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+# TensorFlow's C++ log lines below FATAL (absl/glog format, a C++ source file) and absl's
+# notice before its logging is initialised.
+_CPP_LINE = rb"^[IWE]\d{4} [\d:.]+\s+\d+ [^\s:]+\.(cc|cpp|h|c):\d+\] "
+_CPP_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called"
+# The filter process (-S: no site-packages; it only needs os and re).
+_FILTER = f"""
+import os, re
+noise, notice = re.compile({_CPP_LINE!r}), {_CPP_NOTICE!r}
+def write(data):
+    while data:
+        data = data[os.write(1, data):]
+def maybe_noise(part):   # an unfinished line that may still become a noise line
+    return (part[:1] in (b"I", b"W", b"E") and (len(part) == 1 or part[1:2].isdigit())
+            or notice.startswith(part) or part.startswith(notice[:20]))
+held = b""
+try:
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        lines = (held + data).split(b"\\n")
+        held = lines.pop()
+        write(b"".join(line + b"\\n" for line in lines
+                       if not noise.match(line) and not line.startswith(notice)))
+        if held and not maybe_noise(held):
+            write(held)
+            held = b""
+    write(held)
+except OSError:
+    pass
+"""
 # Loggers TensorFlow and Keras write through ("absl": checkpoint and SavedModel saving).
 _QUIET_LOGGERS = ("tensorflow", "absl", "keras", "h5py")
 _NOISY_MODULES = r"(tensorflow|keras|tf_keras|tensorboard|h5py|google|absl|ml_dtypes)(\.|$)"
@@ -67,36 +95,31 @@ def start_log_file(flag_values):
                              f"there ({e})")
 
 
-def import_tensorflow(noisy):
-    """Imports TensorFlow; unless `noisy`, without the C++ lines it writes while loading."""
-    if noisy or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
-        return
+def filter_stderr():
+    """Passes this process's stderr (file descriptor 2: C++ writes too, and the child
+    processes') through a small filter process that drops TensorFlow's C++ INFO, WARNING
+    and ERROR lines (TF_CPP_MIN_LOG_LEVEL does not cover those absl's C++ logging writes
+    while TensorFlow loads, nor its ERROR lines); everything else, FATAL lines included,
+    goes through at once. The filter runs in its own session (a Ctrl-C or a signal to the
+    job's process group does not stop it) and ends when this process's stderr closes, so
+    it forwards the last lines of a crash too."""
+    import subprocess
     try:
         sys.stderr.flush()
-        saved = os.dup(2)
+        target = os.dup(2)
     except (AttributeError, OSError, ValueError):   # no stderr file descriptor
-        import tensorflow  # noqa: F401
         return
-    read_end, write_end = os.pipe()
-    chunks = []
-    reader = threading.Thread(target=_drain, args=(read_end, chunks), daemon=True)
-    reader.start()
-    os.dup2(write_end, 2)
-    os.close(write_end)
     try:
-        import tensorflow  # noqa: F401
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)   # also closes the pipe's last write end: the reader ends
-        os.close(saved)
-        reader.join()
-        os.close(read_end)
-        kept = [line for line in b"".join(chunks).decode("utf-8", "replace")
-                .splitlines(keepends=True) if not is_tensorflow_noise(line)]
-        if kept:
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+        child = subprocess.Popen([sys.executable, "-S", "-c", _FILTER], stdin=subprocess.PIPE,
+                                 stdout=target, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    except OSError:
+        os.close(target)
+        return
+    os.dup2(child.stdin.fileno(), 2)
+    child.stdin.close()
+    os.close(target)
+    child.returncode = 0   # never waited for: it outlives us by a moment
 
 
 class _QuietLoggers(logging.Filter):
@@ -111,13 +134,6 @@ class _QuietLoggers(logging.Filter):
 
 
 def is_tensorflow_noise(line):
-    """A line TensorFlow's C++ logging writes at import (any level) or absl's notice."""
-    return bool(_CPP_LINE.match(line)) or line.startswith(_CPP_NOTICE)
-
-
-def _drain(fd, chunks):
-    while True:
-        data = os.read(fd, 65536)
-        if not data:
-            return
-        chunks.append(data)
+    """A line the stderr filter drops: TensorFlow's C++ INFO/WARNING/ERROR, absl's notice."""
+    data = line.encode("utf-8", "replace")
+    return bool(re.match(_CPP_LINE, data)) or data.startswith(_CPP_NOTICE)

@@ -20,7 +20,6 @@ import logging
 import re
 import time
 
-import keras
 import tensorflow as tf
 
 from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, precise_bn, visualize

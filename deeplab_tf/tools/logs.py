@@ -79,18 +79,19 @@ def configure(flag_values):
 def start_log_file(flag_values):
     """With --log_dir (created if needed): absl's log file there; warnings and errors also
     on stderr unless --stderrthreshold is given."""
+    if not flag_values.log_dir or flag_values.logtostderr:
+        return
+    import tensorflow as tf
     from absl import app
     from absl import logging as absl_logging
 
     from deeplab_tf import fileio
-    if not flag_values.log_dir or flag_values.logtostderr:
-        return
     if not flag_values["stderrthreshold"].present:   # our errors stay on the terminal
         flag_values.stderrthreshold = "warning"
     try:
         fileio.makedirs(flag_values.log_dir)
         absl_logging.get_absl_handler().use_absl_log_file(log_dir=flag_values.log_dir)
-    except OSError as e:   # FileNotFoundError: not a local folder (absl writes with open)
+    except (OSError, tf.errors.OpError) as e:   # absl writes with open(): a local folder
         raise app.UsageError(f"--log_dir={flag_values.log_dir}: cannot write a log file "
                              f"there ({e})")
 

@@ -13,6 +13,10 @@ from conftest import REPO
 CODE = "__import__('os').system('touch PWNED')"
 TRAIN = ["train", "--experiment=quickstart", "--model_dir=run"]
 CASES = [
+    # an old flag name beside its new one; a --log_dir that cannot be a folder
+    (["predict", "--model_dir=run", "--model=run", "--input=in", "--output_dir=out"],
+     ["--model and --model_dir are one flag", "give --model_dir only"]),
+    (TRAIN + ["--log_dir=/dev/null/logs"], ["--log_dir=/dev/null/logs: cannot write a log"]),
     # (tool and flags, words the error must contain)
     (TRAIN + ["--params_override=train.stepz=3"], ["unknown key 'train.stepz'", "train.steps"]),
     (TRAIN + ["--params_override=model.backbone_weight=none"],

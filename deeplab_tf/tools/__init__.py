@@ -16,7 +16,9 @@ def run_main(main, module_name, tensorflow=True):
     from absl import app, flags
 
     from deeplab_tf.tools import logs, shared_flags
-    shared_flags.define_renamed(module_name)
+    spec = getattr(sys.modules[module_name], "__spec__", None)
+    tool = spec.name if spec else module_name   # "__main__" under python -m: its real name
+    shared_flags.define_renamed(tool)
     for module, defined in flags.FLAGS.flags_by_module_dict().items():
         if module == module_name or module.split(".")[0] in ("deeplab_tf", "experiments"):
             for flag in defined:
@@ -27,7 +29,7 @@ def run_main(main, module_name, tensorflow=True):
 
     def logged_main(argv):
         noisy = logs.configure(flags.FLAGS)
-        shared_flags.warn_renamed(module_name)
+        shared_flags.warn_renamed(tool)
         if tensorflow:
             if not noisy:
                 logs.filter_stderr()

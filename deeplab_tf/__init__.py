@@ -12,6 +12,7 @@ import os
 # then trains through valid-tap atrous convolutions (modeling/atrous.py), which are exact.
 # oneDNN also gives fast bf16 on CPUs with avx512_bf16/AMX.
 # TensorFlow's C++ INFO lines (CUDA probing, oneDNN notices) drown the progress bars.
+TF_CPP_MIN_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ   # tools keep it, else -v
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 __version__ = "0.1.0"

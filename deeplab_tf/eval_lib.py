@@ -20,11 +20,11 @@ import logging
 import re
 import time
 
-import keras
 import tensorflow as tf
 
 from deeplab_tf import fileio, metrics, model_dir as model_dir_lib, precise_bn, visualize
 from deeplab_tf.inference import Protocol, predict_probabilities
+from deeplab_tf.progress import Progress
 
 
 _log = logging.getLogger("deeplab_tf.eval")
@@ -46,11 +46,34 @@ class ResultsWriteError(OSError):
 def records_dataset(pattern, metadata=None, model_dir=None):
     """Whole evaluation images of deeplab-build-data TFRecords (a glob, comma-separated
     globs or a list): the data pipeline's eval mode, one image per element. With the
-    model's `metadata` (from `model_dir`), the records are first `check_records`."""
+    model's `metadata` (from `model_dir`), the records are first `check_records`. When
+    their manifests count every file's records, the dataset has that cardinality (the
+    progress bar's total)."""
     from deeplab_tf.data import pipeline
     if metadata is not None:
         check_records(pattern, metadata, model_dir)
-    return pipeline.build_dataset(pattern, mode="eval", global_batch_size=1)
+    dataset = pipeline.build_dataset(pattern, mode="eval", global_batch_size=1)
+    count = manifest_count(pipeline.list_files(pattern))
+    if count:
+        dataset = dataset.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+    return dataset
+
+
+def manifest_count(files):
+    """The number of records in `files` by the manifest.json beside them, when those list
+    every one of the files (whole splits); else None."""
+    from deeplab_tf.data.manifest import read_manifest_json
+    total, covered, files = 0, set(), set(files)
+    for folder in sorted({fileio.dirname(f) for f in files}):
+        data = read_manifest_json(folder)
+        if data is None:
+            return None
+        for entry in data.get("splits", {}).values():
+            shards = {fileio.join(folder, name) for name in entry["shards"]}
+            if shards and shards <= files:
+                total += entry["num_examples"]
+                covered |= shards
+    return total if covered == files else None
 
 
 def _differences(records, model):
@@ -166,14 +189,14 @@ def evaluate(model, dataset, metadata, protocol, strategy=None, verbose=1):
         counts = strategy.run(replica_step, args=(features,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
 
-    progress = keras.utils.Progbar(size if size > 0 else None, verbose=verbose,
-                                   unit_name="image")
+    progress = Progress(size if size > 0 else None, unit="image", desc="eval",
+                        enabled=bool(verbose))
     done = 0
     for features in dist_dataset:
         n = int(step(features))
         done += n
         progress.add(n)
-    progress.update(done, finalize=True)   # ends the bar's line (its size may be unknown)
+    progress.close()
     if done == 0:
         raise ValueError("the evaluation dataset is empty")
     result = metrics.summarize(matrix.result(), metadata.class_names)

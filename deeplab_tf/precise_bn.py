@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab_tf.modeling.layers import all_layers
+from deeplab_tf.progress import Progress
 
 INITIAL_WEIGHT_LIMIT = 0.05   # momentum**steps above this: the EMA has not converged
 
@@ -40,7 +41,7 @@ def recompute(model, iterator, num_batches, strategy=None, progress=True):
     momenta = [layer.momentum for layer in layers]
     sums = [[np.zeros(layer.moving_mean.shape, np.float64),
              np.zeros(layer.moving_variance.shape, np.float64)] for layer in layers]
-    bar = keras.utils.Progbar(num_batches, verbose=1 if progress else 0)
+    bar = Progress(num_batches, unit="batch", desc="precise BN", enabled=progress)
     try:
         for layer in layers:   # momentum 0: the moving statistics become the batch's own
             layer.momentum = 0.0
@@ -55,6 +56,7 @@ def recompute(model, iterator, num_batches, strategy=None, progress=True):
                 acc[0] += np.asarray(layer.moving_mean.numpy(), np.float64)
                 acc[1] += np.asarray(layer.moving_variance.numpy(), np.float64)
             bar.update(i + 1)
+        bar.close()
         for layer, (mean, var) in zip(layers, sums):
             layer.moving_mean.assign((mean / num_batches).astype("float32"))
             layer.moving_variance.assign((var / num_batches).astype("float32"))

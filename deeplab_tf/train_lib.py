@@ -28,6 +28,7 @@ from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.modeling.layers import all_layers
+from deeplab_tf.progress import Progress
 from deeplab_tf.schedules import PolyWithWarmup
 
 PREEMPTED_EXIT_CODE = 75
@@ -244,10 +245,9 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
     # the same step and stop there (`preemption`).
     writer = tf.summary.create_file_writer(fileio.join(model_dir, "train")) if chief \
         else tf.summary.create_noop_writer()
-    progbar = keras.utils.Progbar(t.steps, stateful_metrics=["loss", "lr", "img/s"],
-                                  verbose=1 if chief else 0)
+    progbar = Progress(t.steps, unit="step", desc="train", enabled=chief, initial=start)
     step, loss, rate, saved = start, float("nan"), 0.0, latest
-    with preemption.Watcher() as watcher, writer.as_default():
+    with preemption.Watcher() as watcher, writer.as_default(), progbar:
         while step < t.steps:
             n = min(t.steps_per_loop, t.steps - step,
                     t.checkpoint_every - step % t.checkpoint_every)
@@ -262,7 +262,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
             step += n
             loss = float(losses[-1])
             lr = float(schedule(step - 1))
-            progbar.update(step, [("loss", loss), ("lr", lr), ("img/s", rate)])
+            progbar.update(step, {"loss": loss, "lr": lr, "img/s": rate})
             tf.summary.scalar("loss", loss, step=step)
             tf.summary.scalar("learning_rate", lr, step=step)
             tf.summary.scalar("images_per_second", rate, step=step)

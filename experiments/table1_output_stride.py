@@ -4,7 +4,7 @@ convolution at all). No Multi_Grid, no ASPP: logits on block7. VOC train_aug, va
 
     deeplab-train --experiment=table1_output_stride.os16 --model_dir=runs/t1_os16
     deeplab-eval --model_dir=runs/t1_os16 --records='data/voc2012/val-*.tfrecord' \
-        --eval_output_stride=16
+        --output_stride=16
 
 Paper (val mIoU): OS8 75.18, OS16 73.88, OS32 70.06, OS64 59.99, OS128 42.34, OS256 20.29.
 Hardware: as voc_r101_os16_aspp (batch 16 at 513x513); OS8 needs the most memory.

@@ -3,7 +3,7 @@ Multi_Grid (1, 2, 1), trained at output stride 16). The variants differ only in 
 
     deeplab-train --experiment=table4_cascade_inference --model_dir=runs/t4
     deeplab-eval --model_dir=runs/t4 --records='data/voc2012/val-*.tfrecord' \
-        --eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+        --output_stride=8 --inference_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
 
 Paper (val mIoU): OS16 76.66; OS8 78.05; OS8 + multi-scale 78.93; + flip 79.35.
 """

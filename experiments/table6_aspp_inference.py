@@ -2,7 +2,7 @@
 output stride 16). The variants differ only in evaluation.
 
     deeplab-eval --model_dir=runs/voc_os16 --records='data/voc2012/val-*.tfrecord' \
-        --eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+        --output_stride=8 --inference_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
 
 Paper (val mIoU): OS16 77.21; OS8 78.51; OS8 + multi-scale 79.45; + flip 79.77.
 """

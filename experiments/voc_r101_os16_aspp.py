@@ -13,7 +13,7 @@ Paper: 77.21% val mIoU at OS16 (Table 5); evaluated at OS8 78.51%, + multi-scale
     deeplab-train --experiment=voc_r101_os16_aspp --model_dir=runs/voc_os16 \
         --strategy=mirrored          # 8 GPUs x 2 images (sync BN), or --strategy=tpu --tpu=NAME
     deeplab-eval --model_dir=runs/voc_os16 --records='data/voc2012/val-*.tfrecord' \
-        --eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+        --output_stride=8 --inference_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
 
 Hardware: the paper's batch of 16 at 513x513 needs synchronized BN over several
 accelerators (e.g. 8 GPUs of 16 GB, or a TPU v3-8).

@@ -40,7 +40,7 @@ def test_cli(tmp_path):
     out = tmp_path / "summary.json"
     result = subprocess.run(
         [sys.executable, "-m", "deeplab_tf.tools.summary", "--backbone", "resnet_tiny",
-         "--width_multiplier", "0.125", "--output_stride", "8", "--size", "65x97",
+         "--width_multiplier", "0.125", "--output_stride", "8", "--input_size", "65x97",
          "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| block4 |" in result.stdout

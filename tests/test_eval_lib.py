@@ -92,8 +92,8 @@ def test_cli_on_records_writes_json_tensorboard_and_plots(run_dir, tmp_path):
     out = tmp_path / "eval"
     run = subprocess.run(
         [sys.executable, "-m", "deeplab_tf.tools.evaluate", f"--model_dir={path}",
-         f"--records={tmp_path / 'val-*.tfrecord'}", "--eval_output_stride=8",
-         "--eval_scales=0.75,1.0", "--add_flipped_images", f"--output_dir={out}"],
+         f"--records={tmp_path / 'val-*.tfrecord'}", "--output_stride=8",
+         "--inference_scales=0.75,1.0", "--add_flipped_images", f"--output_dir={out}"],
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((out / "results.json").read_text())

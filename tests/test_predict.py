@@ -35,7 +35,7 @@ def test_mixed_folder(tmp_path):
     good = _inputs(folder)
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "deeplab_tf.tools.predict", f"--model={tmp_path / 'run'}",
+        [sys.executable, "-m", "deeplab_tf.tools.predict", f"--model_dir={tmp_path / 'run'}",
          f"--input={folder}", f"--output_dir={out}", "--max_pixels=200000",
          "--output_stride=16", "--alpha=0.4"],
         capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -84,7 +84,7 @@ def test_help_lists_the_flags(tool, flag):
 
 def test_bad_flags_are_usage_errors(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "deeplab_tf.tools.predict", f"--model={tmp_path}",
+        [sys.executable, "-m", "deeplab_tf.tools.predict", f"--model_dir={tmp_path}",
          f"--input={tmp_path}", f"--output_dir={tmp_path / 'o'}", "--outputs=mask,movie"],
         capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 1 and "--outputs=mask,movie: expected some of" in run.stderr

@@ -89,7 +89,7 @@ def test_quickstart_chain_on_ram_touches_no_local_file(bucket):
         fileio.save_image(f"{root}/photos/p{i}.png", rng.integers(0, 255, (40, 50, 3), np.uint8))
     for model in (run, f"{root}/serving/1"):
         out = f"{root}/pred-{fileio.basename(model)}"
-        assert run_tool("predict", f"--model={model}", f"--input={root}/photos",
+        assert run_tool("predict", f"--model_dir={model}", f"--input={root}/photos",
                         f"--output_dir={out}") == 0
         assert fileio.listdir(out) == sorted(f"p{i}_{kind}.png" for i in range(2)
                                              for kind in ("label", "mask", "overlay"))
@@ -100,7 +100,7 @@ def test_quickstart_chain_on_ram_touches_no_local_file(bucket):
     assert run_tool("fig4", f"--output_dir={root}/fig4", "--size=17", "--max_rate=8") == 0
     assert fileio.read_text(f"{root}/fig4/fig4.csv").startswith("rate,one,four,nine\n")
     assert run_tool("summary", "--backbone=resnet_tiny", "--width_multiplier=0.125",
-                    "--aspp_filters=16", "--size=65",
+                    "--aspp_filters=16", "--input_size=65",
                     f"--json={root}/summary.json") == 0
     assert fileio.read_json(f"{root}/summary.json")
     assert run_tool("inspect_data", f"--records={root}/data/train-*.tfrecord",

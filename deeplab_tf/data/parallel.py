@@ -1,9 +1,7 @@
 """What the dataset writer runs its workers with: an ordered, bounded map over a spawn
-pool, and a progress bar (TF-free, like the workers)."""
+pool (TF-free, like the workers; the progress bar is deeplab_tf.progress)."""
 import collections
 import multiprocessing
-import sys
-import time
 
 
 class OrderedPool:
@@ -32,27 +30,3 @@ class OrderedPool:
             self.pool.terminate()
             self.pool.join()
             self.pool = None
-
-
-class Progress:
-    """A one-line progress bar with rate and ETA on stderr (a line every 10 s if not a tty)."""
-
-    def __init__(self, total, desc, enabled=True):
-        self.total, self.desc, self.enabled = total, desc, enabled
-        self.done, self.start, self.last = 0, time.monotonic(), 0.0
-        self.tty = enabled and sys.stderr.isatty()
-
-    def update(self, n):
-        self.done += n
-        now = time.monotonic()
-        if not self.enabled or (not self.tty and now - self.last < 10 and self.done < self.total):
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else 0
-        bar = "=" * int(30 * self.done / max(self.total, 1))
-        start = "\r" if self.tty else ""
-        end = "" if self.tty and self.done < self.total else "\n"
-        sys.stderr.write(f"{start}{self.desc} [{bar:<30}] {self.done}/{self.total} "
-                         f"{rate:.1f} ex/s ETA {int(eta) // 60}:{int(eta) % 60:02d}{end}")
-        sys.stderr.flush()

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab_tf import fileio, lease
+from deeplab_tf.progress import Progress
 from deeplab_tf.data import output_folder, parallel
 # The manifest's reader and the error type live in manifest.py; importers of the writer
 # keep finding them here.
@@ -137,7 +138,7 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
     sizes, skipped, skipped_files, count, turned = [], collections.Counter(), [], 0, 0
     jobs = ((load_fn, chunk, metadata.num_classes, metadata.ignore_label, skip_invalid)
             for chunk in _chunks(items, chunk_size))
-    bar = parallel.Progress(n, split, progress)
+    bar = Progress(n, unit="example", desc=split, enabled=progress)
     writer, current, in_shard, index = None, -1, 0, 0
     try:
         for rows in executor.map(_process_chunk, jobs):
@@ -167,9 +168,10 @@ def _write_split(split, items, executor, load_fn, metadata, num_shards, skip_inv
                 hist += ex_hist
                 turned += orientation != 1
                 sizes.append((height, width))
-            bar.update(len(rows))
+            bar.add(len(rows))
         writer.close()
         writer = None
+        bar.close()
     except tf.errors.OpError as e:  # e.g. EFBIG arrives as OutOfRangeError: callers get OSError
         raise OSError(f"{temporaries[-1][0]}: writing the shard failed ({e.message})") from e
     finally:

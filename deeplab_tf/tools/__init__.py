@@ -2,16 +2,23 @@
 import sys
 
 
-def run_main(main, module_name):
-    """`absl.app.run(main)` with complete --help under a console script too.
+def run_main(main, module_name, tensorflow=True):
+    """`absl.app.run(main)` with complete --help under a console script too, the old names
+    of renamed flags (shared_flags.RENAMED) and absl logging (tools/logs.py).
 
     As a console script, `__main__` is setuptools' wrapper, for which absl's --help would
     list no flags and no description: make the tool's flags and docstring the main
     module's. The tool's flags are all it accepts beyond absl's own (those are in
     --helpfull): its module's and those defined for it elsewhere in deeplab_tf (e.g.
-    define_mixed_precision).
+    shared_flags). `tensorflow`: the tool uses TensorFlow (its stderr is filtered and
+    --log_dir honoured, tools/logs.py).
     """
     from absl import app, flags
+
+    from deeplab_tf.tools import logs, shared_flags
+    spec = getattr(sys.modules[module_name], "__spec__", None)
+    tool = spec.name if spec else module_name   # "__main__" under python -m: its real name
+    shared_flags.define_renamed(tool)
     for module, defined in flags.FLAGS.flags_by_module_dict().items():
         if module == module_name or module.split(".")[0] in ("deeplab_tf", "experiments"):
             for flag in defined:
@@ -19,16 +26,16 @@ def run_main(main, module_name):
     main_module = sys.modules["__main__"]
     if not main_module.__doc__:
         main_module.__doc__ = sys.modules[module_name].__doc__
-    app.run(main)
 
-
-def define_mixed_precision(uses):
-    """The --mixed_precision flag, one definition for every tool; `uses`: what it does there."""
-    from absl import flags
-    flags.DEFINE_enum("mixed_precision", None, ["mixed_bfloat16", "mixed_float16"],
-                      f"Keras mixed-precision policy {uses}: bfloat16 on TPUs, GPUs and CPUs "
-                      f"with avx512_bf16/AMX (on AMD CPUs with TF_ENABLE_ONEDNN_OPTS=1), "
-                      f"float16 on GPUs. The weights stay float32.")
+    def logged_main(argv):
+        noisy = logs.configure(flags.FLAGS)
+        shared_flags.warn_renamed(tool)
+        if tensorflow:
+            if not noisy:
+                logs.filter_stderr()
+            logs.start_log_file(flags.FLAGS)
+        return main(argv)
+    app.run(logged_main)
 
 
 # Flag checks that run when flags are parsed, before main() imports TensorFlow or touches

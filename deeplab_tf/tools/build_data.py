@@ -53,12 +53,13 @@ from deeplab_tf.data import converters
 from deeplab_tf.data.manifest import MANIFEST, DatasetError
 
 from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 # Common to every dataset.
 flags.DEFINE_string("root", None, "Dataset root directory (see DATASET above).")
-flags.DEFINE_string("output_dir", None, "Where shards and manifest.json are written "
-                    "(a local folder or gs://bucket/...).")
+shared.define_output_dir("Where shards and manifest.json are written (a local folder or "
+                         "gs://bucket/...).")
 flags.DEFINE_list("splits", None, "Splits to convert; default: the dataset's usual splits.")
 flags.DEFINE_integer("num_shards", None, "Shards per split; default: 4 (VOC as the original "
                      "tools), 10 for train_aug and Cityscapes, 100 for COCO.", lower_bound=1)
@@ -80,10 +81,10 @@ flags.DEFINE_string("mask_key", None, "tfds: mask feature key (default 'segmenta
 flags.DEFINE_string("label_map", None, "tfds, folder: mask value to class id, e.g. "
                     "'1:1,2:0,3:255' (tfds: values not listed are errors; folder: kept, e.g. "
                     "'11:255' for CamVid's void, '255:1' for 0/255 binary masks).")
-flags.DEFINE_list("class_names", None, "tfds: class names, in class id order.")
+shared.define_class_names("tfds: class names, in class id order.")
 flags.DEFINE_integer("num_train", None, "synthetic: train images (default 1000).")
 flags.DEFINE_integer("num_val", None, "synthetic: val images (default 200).")
-flags.DEFINE_integer("seed", None, "synthetic: dataset seed (default 0).")
+shared.define_seed("synthetic: dataset seed (default 0).")
 flags.DEFINE_list("image_size", None, "synthetic: 'height,width' (default 128,128).")
 
 # Which dataset-specific flags each dataset takes; giving another is a usage error.

@@ -2,21 +2,22 @@
 
   # Model Garden (tf-models-official) DeepLabV3, e.g. seg_deeplabv3_pascal (swish):
   deeplab-convert-checkpoint --source garden --checkpoint garden_run/ckpt-30000 \\
-      --output_dir runs/from_garden --activation swish
+      --model_dir runs/from_garden --activation swish
   # research/deeplab (TF-slim) resnet_v1_101 / resnet_v1_101_beta + DeepLabv3 ASPP head:
   deeplab-convert-checkpoint --source slim --checkpoint deeplab_run/model.ckpt-30000 \\
-      --output_dir runs/from_slim
+      --model_dir runs/from_slim
   deeplab-eval --model_dir runs/from_slim --records 'data/voc2012/val-*.tfrecord'
 
 The backbone depth, stem, number of classes and ASPP branches are read from the checkpoint;
 what it does not store (output stride, Multi_Grid, ASPP rates, activation) comes from the
 flags, whose defaults are the paper's. Every variable left unmapped on either side is
-printed (and listed in OUTPUT_DIR/conversion.json); a shape mismatch is an error naming
+printed (and listed in MODEL_DIR/conversion.json); a shape mismatch is an error naming
 both variables and shapes. Exit status 2 when the checkpoint cannot be converted.
 """
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source", None, ["garden", "slim", "tflite"], "garden: Model Garden "
@@ -24,28 +25,26 @@ flags.DEFINE_enum("source", None, ["garden", "slim", "tflite"], "garden: Model G
                   "resnet_v1_*; tflite: research/deeplab's released MobileNetV2 .tflite "
                   "(quantized weights dequantized, folded BN as identity BN + bias).",
                   required=True)
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. model.ckpt-30000) or a "
-                    "directory (its latest checkpoint).", required=True)
-flags.DEFINE_string("output_dir", None, "model_dir to write (config.json, dataset.json, "
-                    "checkpoints/).", required=True)
-flags.DEFINE_integer("output_stride", 16, "Output stride of the model_dir's config (Sec. "
-                     "3.1); evaluation rebuilds at --eval_output_stride anyway.")
-flags.DEFINE_list("multi_grid", ["1", "2", "4"], "Multi_Grid unit rates of block4 the "
-                  "checkpoint was trained with (Sec. 3.2).")
-flags.DEFINE_list("aspp_rates", None, "ASPP rates at --output_stride; default 6,12,18 at "
-                  "OS16, doubled at OS8.")
+shared.define_checkpoint("Checkpoint prefix (e.g. model.ckpt-30000) or a directory (its "
+                         "latest checkpoint).", required=True)
+shared.define_model_dir("model_dir to write (config.json, dataset.json, checkpoints/).")
+shared.define_output_stride("Output stride of the model_dir's config (Sec. 3.1); evaluation "
+                            "rebuilds at deeplab-eval --output_stride anyway.", default=16)
+shared.define_multi_grid("Multi_Grid unit rates of block4 the checkpoint was trained with "
+                         "(Sec. 3.2).")
+shared.define_aspp_rates("ASPP rates at --output_stride; default 6,12,18 at OS16, doubled at "
+                         "OS8.")
 flags.DEFINE_enum("activation", "relu", ["relu", "swish"], "Nonlinearity the checkpoint was "
                   "trained with (Model Garden's registered configs: swish).")
-flags.DEFINE_integer("num_classes", None, "Needed only for a checkpoint without logits "
-                     "(with --allow_partial).")
-flags.DEFINE_list("class_names", None, "Class names for dataset.json (default: VOC's for 21 "
-                  "classes, Cityscapes' for 19, else class_N).")
+shared.define_num_classes("Needed only for a checkpoint without logits (with "
+                          "--allow_partial).")
+shared.define_class_names("Class names for dataset.json (default: VOC's for 21 classes, "
+                          "Cityscapes' for 19, else class_N).")
 flags.DEFINE_boolean("allow_partial", False, "Write the model_dir even if model variables "
                      "are missing from the checkpoint (e.g. an ImageNet backbone only).")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --output_dir, only if it is "
-                     "a model_dir converted before (conversion.json, nothing else added) "
-                     "and does not hold --checkpoint.")
-check_flags(output_stride=["output_stride"], positive=["num_classes"])
+shared.define_overwrite("Replace an existing --model_dir, only if it is a model_dir converted "
+                        "before (conversion.json, nothing else added) and does not hold "
+                        "--checkpoint.")
 
 
 def _ints(values, name):
@@ -65,7 +64,7 @@ def main(argv):
         overrides["aspp_rates"] = _ints(FLAGS.aspp_rates, "aspp_rates")
     try:
         result = convert_checkpoint(
-            FLAGS.source, FLAGS.checkpoint, FLAGS.output_dir, overrides=overrides,
+            FLAGS.source, FLAGS.checkpoint, FLAGS.model_dir, overrides=overrides,
             num_classes=FLAGS.num_classes, class_names=FLAGS.class_names,
             allow_partial=FLAGS.allow_partial, overwrite=FLAGS.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

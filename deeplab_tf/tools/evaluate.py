@@ -2,7 +2,7 @@
 
   # The paper's best inference (Table 6): output stride 8, six scales, left-right flips.
   deeplab-eval --model_dir runs/voc --records 'data/voc/val-*.tfrecord' \\
-      --eval_output_stride 8 --eval_scales 0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+      --output_stride 8 --inference_scales 0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
 
   # A sidecar evaluator, on any machine that sees the model_dir (e.g. gs://): waits for
   # the run to start, evaluates each new checkpoint once, stops after its last step.
@@ -24,34 +24,34 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
+from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
-                    "checkpoints/.", required=True)
-flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest in "
-                    "MODEL_DIR/checkpoints). Ignored with --watch.")
-flags.DEFINE_string("records", None, "TFRecord file pattern of the evaluation split, e.g. "
-                    "'data/voc/val-*.tfrecord' (default: the config's data.eval_records).")
-flags.DEFINE_integer("eval_output_stride", None, "Output stride at evaluation, same weights "
-                     "(paper: train at 16, evaluate at 8). Default: config eval.output_stride.")
-flags.DEFINE_list("eval_scales", None, "Input scales whose probabilities are averaged; "
-                  "paper's best: 0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
-flags.DEFINE_boolean("add_flipped_images", None, "Also average left-right flipped inputs, "
-                     "at every scale (paper: +0.3 mIoU). Default: config eval.flip.")
-flags.DEFINE_string("pad_to", None, "Minimum padded size N or HxW, e.g. 513 as the "
-                    "original research/deeplab. Default: the next OS*k+1 of each image.")
-flags.DEFINE_integer("max_side", None, "Sliding windows for padded sides above this many "
-                     "pixels (Cityscapes). Default: config eval.max_side (2048).")
-flags.DEFINE_string("output_dir", None, "Where results go (default: MODEL_DIR/eval).")
+shared.define_model_dir("Training output: config.json, dataset.json, checkpoints/.")
+shared.define_checkpoint("Checkpoint path (default: the latest in MODEL_DIR/checkpoints). "
+                         "Ignored with --watch.")
+shared.define_records("TFRecord file pattern of the evaluation split, e.g. "
+                      "'data/voc/val-*.tfrecord' (default: the config's data.eval_records).")
+shared.define_output_stride("Output stride at evaluation, same weights (paper: train at 16, "
+                            "evaluate at 8). Default: config eval.output_stride.")
+shared.define_inference_scales("Input scales whose probabilities are averaged; paper's best: "
+                               "0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
+shared.define_add_flipped_images("Also average left-right flipped inputs, at every scale "
+                                 "(paper: +0.3 mIoU). Default: config eval.flip.")
+shared.define_pad_to("Minimum padded size N or HxW, e.g. 513 as the original "
+                     "research/deeplab. Default: the next OS*k+1 of each image.")
+shared.define_max_side("Sliding windows for padded sides above this many pixels "
+                       "(Cityscapes). Default: config eval.max_side (2048).")
+shared.define_output_dir("Where results go (default: MODEL_DIR/eval).")
 flags.DEFINE_boolean("watch", False, "Follow a training run from its model_dir: wait for "
                      "it to start, evaluate every new checkpoint once, stop after the run's "
                      "last step (train.steps) or after --watch_timeout.")
 flags.DEFINE_float("watch_timeout", 3600, "With --watch: stop when the run has not started, "
                    "or no new checkpoint came, for this many seconds.")
-define_mixed_precision("for the evaluated model (the checkpoint's weights at that precision)")
-check_flags(output_stride=["eval_output_stride"], scales=["eval_scales"], sizes=["pad_to"],
-            positive=["max_side", "watch_timeout"])
+shared.define_mixed_precision("for the evaluated model (the checkpoint's weights at that "
+                              "precision)")
+check_flags(positive=["watch_timeout"])
 
 
 def main(argv):
@@ -62,8 +62,8 @@ def main(argv):
     from deeplab_tf import eval_lib, model_dir
     from deeplab_tf.inference import Protocol, parse_scales, parse_size
     try:
-        overrides = dict(output_stride=FLAGS.eval_output_stride,
-                         scales=parse_scales(FLAGS.eval_scales, "eval_scales"),
+        overrides = dict(output_stride=FLAGS.output_stride,
+                         scales=parse_scales(FLAGS.inference_scales, "inference_scales"),
                          flip=FLAGS.add_flipped_images,
                          pad_to=parse_size(FLAGS.pad_to, "pad_to"), max_side=FLAGS.max_side)
     except ValueError as e:

@@ -19,28 +19,28 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
+from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training output: config.json, dataset.json, "
-                    "checkpoints/.", required=True)
-flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+shared.define_model_dir("Training output: config.json, dataset.json, checkpoints/.")
+shared.define_checkpoint("Checkpoint path (default: the latest).")
 flags.DEFINE_string("export_dir", None, "SavedModel directory to write; for TF Serving "
                     "BASE/VERSION, e.g. models/deeplab/1.", required=True)
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir, only if it is "
-                     "an earlier export (nothing but a SavedModel's files in it).")
-flags.DEFINE_integer("output_stride", None, "Output stride baked into the graph (8: best "
-                     "quality, 16: ~3x faster). Default: config export.output_stride.")
-flags.DEFINE_list("inference_scales", None, "Scales averaged at inference, e.g. "
-                  "0.5,0.75,1.0,1.25,1.5,1.75 (each one costs a pass). Default: config.")
-flags.DEFINE_boolean("add_flipped_images", None, "Also average left-right flips (doubles "
-                     "the cost). Default: config export.flip.")
+shared.define_overwrite("Replace an existing --export_dir, only if it is an earlier export "
+                        "(nothing but a SavedModel's files in it).")
+shared.define_output_stride("Output stride baked into the graph (8: best quality, 16: ~3x "
+                            "faster). Default: config export.output_stride.")
+shared.define_inference_scales("Scales averaged at inference, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
+                               "(each one costs a pass). Default: config.")
+shared.define_add_flipped_images("Also average left-right flips (doubles the cost). Default: "
+                                 "config export.flip.")
 flags.DEFINE_boolean("probabilities", None, "Also return per-class probabilities "
                      "(float32 [N, H, W, C]; large). Default: config export.probabilities.")
-flags.DEFINE_string("pad_to", None, "Minimum padded size N or HxW (e.g. 513). Default: the "
-                    "next OS*k+1 of each image.")
-flags.DEFINE_integer("max_side", None, "Sliding windows for padded sides above this. "
-                     "Default: config eval.max_side.")
+shared.define_pad_to("Minimum padded size N or HxW (e.g. 513). Default: the next OS*k+1 of "
+                     "each image.")
+shared.define_max_side("Sliding windows for padded sides above this. Default: config "
+                       "eval.max_side.")
 flags.DEFINE_string("tflite", None, "Also write a TFLite model to this file (fixed size).")
 flags.DEFINE_string("tflite_size", "513", "TFLite input size N or HxW; inputs must be "
                     "resized to it (float32 raw RGB 0-255).")
@@ -53,14 +53,12 @@ flags.DEFINE_integer("serving_memory_mb", None, "Memory target of one request, M
                      "bytes per pixel at the baked output stride, scales, flip and precision "
                      "(deeplab_tf/serving_budget.py). Default: 1024 (room for 4 concurrent "
                      "requests, the weights and the runtime on an 8 GiB host).")
-flags.DEFINE_integer("max_pixels", None, "Pixels one request may hold in all (height * "
-                     "width, summed over its images); checked from the JPEG/PNG headers "
-                     "before decoding. Overrides the budget --serving_memory_mb derives. "
-                     "Default: that budget (ResNet-101 OS16, 1024 MiB: ~2.3M).")
-define_mixed_precision("baked into the SavedModel's graph (not the TFLite model)")
-check_flags(output_stride=["output_stride"], scales=["inference_scales"],
-            sizes=["pad_to", "tflite_size"],
-            positive=["max_side", "max_pixels", "serving_memory_mb"])
+shared.define_max_pixels("Pixels one request may hold in all (height * width, summed over its "
+                         "images); checked from the JPEG/PNG headers before decoding. "
+                         "Overrides the budget --serving_memory_mb derives. Default: that "
+                         "budget (ResNet-101 OS16, 1024 MiB: ~2.3M).")
+shared.define_mixed_precision("baked into the SavedModel's graph (not the TFLite model)")
+check_flags(sizes=["tflite_size"], positive=["max_pixels", "serving_memory_mb"])
 
 
 def main(argv):

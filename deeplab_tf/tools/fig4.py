@@ -20,19 +20,18 @@ from deeplab_tf import fileio
 from deeplab_tf.analysis import fig4
 
 from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string(
-    "output_dir", None, "Folder to write fig4.png and fig4.csv into (created if missing)."
-)
+shared.define_output_dir("Folder to write fig4.png and fig4.csv into (created if missing).",
+                        required=True)
 flags.DEFINE_integer(
     "size", 65, "Side of the square feature map, in pixels (the paper uses 65; must be >= 3)."
 )
 flags.DEFINE_integer(
     "max_rate", 64, "Largest atrous rate; rates 1..max_rate are evaluated (must be >= 1)."
 )
-flags.mark_flag_as_required("output_dir")
 flags.register_validator("size", lambda v: v is not None and v >= 3, message="--size must be >= 3")
 flags.register_validator(
     "max_rate", lambda v: v is not None and v >= 1, message="--max_rate must be >= 1"

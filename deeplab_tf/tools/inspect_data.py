@@ -24,17 +24,18 @@ from absl import app, flags
 from deeplab_tf import fileio
 from deeplab_tf.data.manifest import MANIFEST, read_manifest_json
 from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("records", None, "TFRecord file pattern (comma-separated globs allowed).")
-flags.DEFINE_string("output_dir", None, "Where the sample PNGs go (created if needed; a "
-                    "local folder or gs://bucket/...).")
+shared.define_records("TFRecord file pattern (comma-separated globs allowed).")
+shared.define_output_dir("Where the sample PNGs go (created if needed; a local folder or "
+                         "gs://bucket/...).")
 flags.DEFINE_integer("num_samples", 8, "Augmented training samples to write.", lower_bound=0)
 flags.DEFINE_list("crop_size", ["513"], "Training crop 'size' or 'height,width' (paper: 513).")
 flags.DEFINE_float("min_scale", 0.5, "Smallest random scale (paper: 0.5).")
 flags.DEFINE_float("max_scale", 2.0, "Largest random scale (paper: 2.0).")
 flags.DEFINE_float("scale_step", 0.25, "Scale grid step (original: 0.25); 0 = continuous.")
-flags.DEFINE_integer("seed", 0, "Data seed of the pipeline.")
+shared.define_seed("Data seed of the pipeline.", default=0)
 
 
 def read_manifest(pattern):

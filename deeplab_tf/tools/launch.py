@@ -43,7 +43,10 @@ def main(argv):
                                    FLAGS.host_pattern, FLAGS.port)
     except cluster.ClusterError as e:
         raise app.UsageError(str(e))
+    import deeplab_tf
     env = dict(os.environ)
+    if not deeplab_tf.TF_CPP_MIN_LOG_LEVEL_GIVEN:   # deeplab_tf's default, not the user's:
+        env.pop("TF_CPP_MIN_LOG_LEVEL", None)       # the command's own -v decides
     if config is None:
         print("deeplab-launch: no cluster (one process or a Cloud TPU): TF_CONFIG not set",
               file=sys.stderr)
@@ -67,7 +70,7 @@ def main(argv):
 
 
 def run():
-    run_main(main, __name__)
+    run_main(main, __name__, tensorflow=False)
 
 
 if __name__ == "__main__":

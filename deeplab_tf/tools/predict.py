@@ -1,9 +1,10 @@
 """deeplab-predict: segment image files with a model_dir or an exported SavedModel.
 
-  deeplab-predict --model runs/voc --input photos/ --output_dir out/
-  deeplab-predict --model models/deeplab/1 --input 'photos/*.jpg,extra.png' --output_dir out/
+  deeplab-predict --model_dir runs/voc --input photos/ --output_dir out/
+  deeplab-predict --model_dir models/deeplab/1 --input 'photos/*.jpg,extra.png' \\
+      --output_dir out/
 
---model is a model_dir (the latest checkpoint unless --checkpoint; inference options from
+--model_dir is a model_dir (the latest checkpoint unless --checkpoint; inference options from
 flags or the config's `eval` section) or a SavedModel from deeplab-export (options baked
 in at export); which one is detected. --input takes files, directories (their image files,
 not recursive) and globs, comma-separated. For each image STEM it writes, by --outputs
@@ -22,31 +23,31 @@ import sys
 
 from absl import app, flags
 
-from deeplab_tf.tools import check_flags, define_mixed_precision, run_main
+from deeplab_tf.tools import check_flags, run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A model_dir or a SavedModel directory (detected).",
-                    required=True)
-flags.DEFINE_string("checkpoint", None, "With a model_dir: checkpoint path (default latest).")
+shared.define_model_dir("A model_dir or a SavedModel directory (detected).")
+shared.define_checkpoint("With a model_dir: checkpoint path (default latest).")
 flags.DEFINE_list("input", None, "Image files, directories and globs, comma-separated.",
                   required=True)
-flags.DEFINE_string("output_dir", None, "Where the pictures go (created).", required=True)
+shared.define_output_dir("Where the pictures go (created).", required=True)
 flags.DEFINE_list("outputs", ["mask", "overlay", "label"], "Which of mask, overlay, label "
                   "to write.")
 flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay (0-1).")
-flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse images with more pixels (checked "
-                     "from the header, before decoding); 0: no limit.")
-flags.DEFINE_integer("output_stride", None, "With a model_dir: 8 (best) or 16 (faster). "
-                     "Default: config eval.output_stride.")
-flags.DEFINE_list("inference_scales", None, "With a model_dir: scales averaged, e.g. "
-                  "0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
-flags.DEFINE_boolean("add_flipped_images", None, "With a model_dir: also average "
-                     "left-right flips. Default: config eval.flip.")
-flags.DEFINE_integer("max_side", None, "With a model_dir: sliding windows above this side. "
-                     "Default: config eval.max_side.")
-define_mixed_precision("with a model_dir (a SavedModel has its own, from deeplab-export)")
-check_flags(output_stride=["output_stride"], scales=["inference_scales"],
-            positive=["max_side"], non_negative=["max_pixels"])
+shared.define_max_pixels("Refuse images with more pixels (checked from the header, before "
+                         "decoding); 0: no limit.", default=100_000_000)
+shared.define_output_stride("With a model_dir: 8 (best) or 16 (faster). Default: config "
+                            "eval.output_stride.")
+shared.define_inference_scales("With a model_dir: scales averaged, e.g. "
+                               "0.5,0.75,1.0,1.25,1.5,1.75. Default: config eval.scales.")
+shared.define_add_flipped_images("With a model_dir: also average left-right flips. Default: "
+                                 "config eval.flip.")
+shared.define_max_side("With a model_dir: sliding windows above this side. Default: config "
+                       "eval.max_side.")
+shared.define_mixed_precision("with a model_dir (a SavedModel has its own, from "
+                              "deeplab-export)")
+check_flags(non_negative=["max_pixels"])
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OUTPUTS = ("mask", "overlay", "label")
@@ -92,11 +93,10 @@ def main(argv):
         raise app.UsageError(f"--outputs={','.join(FLAGS.outputs)}: expected some of {OUTPUTS}")
     if not 0 <= FLAGS.alpha <= 1:
         raise app.UsageError(f"--alpha={FLAGS.alpha}: expected a value in [0, 1]")
-    import keras
-
     from deeplab_tf import fileio, visualize
     from deeplab_tf.images import ImageError
     from deeplab_tf.inference import Segmenter, parse_scales
+    from deeplab_tf.progress import Progress
     paths, failures = list_inputs(FLAGS.input)
     for problem in failures:
         print(f"error: {problem}", file=sys.stderr)
@@ -106,13 +106,13 @@ def main(argv):
         options = dict(output_stride=FLAGS.output_stride, flip=FLAGS.add_flipped_images,
                        scales=parse_scales(FLAGS.inference_scales, "inference_scales"),
                        max_side=FLAGS.max_side, precision=FLAGS.mixed_precision)
-        segmenter = Segmenter(FLAGS.model, checkpoint=FLAGS.checkpoint,
+        segmenter = Segmenter(FLAGS.model_dir, checkpoint=FLAGS.checkpoint,
                               **{k: v for k, v in options.items() if v is not None})
     except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(f"--model={FLAGS.model}: {e}")
+        raise app.UsageError(f"--model_dir={FLAGS.model_dir}: {e}")
     colormap = segmenter.metadata.colormap()
     fileio.makedirs(FLAGS.output_dir)
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    progress = Progress(len(paths), unit="image")
     done = 0
     for path, stem in zip(paths, output_stems(paths, FLAGS.output_dir, FLAGS.outputs)):
         out = fileio.join(FLAGS.output_dir, stem)
@@ -120,7 +120,7 @@ def main(argv):
             rgb, labels, _ = segmenter.segment_file(path, FLAGS.max_pixels or None)
         except ImageError as e:
             failures.append(str(e))
-            print(f"\nerror: {e}", file=sys.stderr)
+            print(f"error: {e}", file=sys.stderr)
         else:
             if "mask" in FLAGS.outputs:
                 fileio.save_image(f"{out}_mask.png", visualize.colorize(labels, colormap))
@@ -131,6 +131,7 @@ def main(argv):
                 visualize.save_label_png(labels, f"{out}_label.png")
             done += 1
         progress.add(1)
+    progress.close()
     print(f"{done} of {len(paths)} images segmented into {FLAGS.output_dir}")
     if failures:
         print(f"{len(failures)} failed:\n  " + "\n  ".join(failures), file=sys.stderr)

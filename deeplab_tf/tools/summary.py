@@ -1,6 +1,6 @@
 """deeplab-summary: parameter count and multiply-adds of a DeepLabv3 config, per stage.
 
-  deeplab-summary --backbone resnet101 --output_stride 16 --size 513
+  deeplab-summary --backbone resnet101 --output_stride 16 --input_size 513
 
 "GMACs (valid taps)" counts only the kernel taps that land inside the image: at large
 atrous rates most taps of a 3x3 filter hit the padding (the paper's Fig. 4).
@@ -8,15 +8,16 @@ atrous rates most taps of a 3x3 filter hit the padding (the paper's Fig. 4).
 from absl import app, flags
 
 from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("backbone", "resnet101", "resnet50 | resnet101 | resnet152 | resnet_tiny.")
-flags.DEFINE_integer("output_stride", 16, "8, 16 or 32 (64-256 with --extra_blocks). "
-                     "Paper: 16 to train, 8 to evaluate.")
-flags.DEFINE_string("size", "513", "Input size: N or HxW (the paper crops 513x513).")
-flags.DEFINE_integer("num_classes", 21, "Number of classes (21 for PASCAL VOC).")
-flags.DEFINE_list("multi_grid", ["1", "2", "4"], "Multi_Grid unit rates of block4 (Sec. 3.2).")
-flags.DEFINE_list("aspp_rates", None, "ASPP rates; default 6,12,18 at OS16, doubled at OS8.")
+shared.define_output_stride("8, 16 or 32 (64-256 with --extra_blocks). Paper: 16 to train, 8 "
+                            "to evaluate.", default=16)
+flags.DEFINE_string("input_size", "513", "Input size: N or HxW (the paper crops 513x513).")
+shared.define_num_classes("Number of classes (21 for PASCAL VOC).", default=21)
+shared.define_multi_grid("Multi_Grid unit rates of block4 (Sec. 3.2).")
+shared.define_aspp_rates("ASPP rates; default 6,12,18 at OS16, doubled at OS8.")
 flags.DEFINE_integer("extra_blocks", 0, "Cascaded blocks 5-7 (0..3).")
 flags.DEFINE_enum("head", "aspp", ["aspp", "cascade"], "ASPP (Sec. 3.3) or cascade (Table 4).")
 flags.DEFINE_boolean("image_pooling", True, "Image-level features in ASPP.")
@@ -33,16 +34,16 @@ def parse_size(text):
     try:
         dims = [int(p) for p in parts]
     except ValueError:
-        raise app.UsageError(f"--size={text!r}: expected N or HxW, e.g. 513 or 513x769")
+        raise app.UsageError(f"--input_size={text!r}: expected N or HxW, e.g. 513 or 513x769")
     if len(dims) not in (1, 2) or min(dims) < 1:
-        raise app.UsageError(f"--size={text!r}: expected N or HxW with positive sizes")
+        raise app.UsageError(f"--input_size={text!r}: expected N or HxW with positive sizes")
     return (dims[0], dims[-1])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    height, width = parse_size(FLAGS.size)
+    height, width = parse_size(FLAGS.input_size)
     from deeplab_tf.analysis.complexity import format_table, summarize
     from deeplab_tf.modeling import build_deeplabv3
     try:

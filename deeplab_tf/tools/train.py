@@ -25,7 +25,8 @@ import time
 from absl import app, flags
 
 from deeplab_tf import fileio
-from deeplab_tf.tools import define_mixed_precision, run_main
+from deeplab_tf.tools import run_main
+from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", "quickstart",
@@ -36,7 +37,7 @@ flags.DEFINE_string("config_file", None,
                     "JSON or YAML file with config.json's schema (any subset of its keys), "
                     "applied on top of --experiment and before --params_override; a run's "
                     "MODEL_DIR/config.json re-runs it.")
-flags.DEFINE_string("model_dir", None, "Where config, checkpoints and logs go; resumed from.")
+shared.define_model_dir("Where config, checkpoints and logs go; resumed from.")
 flags.DEFINE_string("params_override", "",
                     'Comma-separated typed overrides, e.g. "train.steps=100,train.base_lr=0.01,'
                     'model.multi_grid=(1,2,1)". Unknown keys are errors listing the valid ones.')
@@ -52,8 +53,7 @@ flags.DEFINE_bool("allow_config_change", False,
 flags.DEFINE_bool("break_lease", False,
                   "Take over --model_dir's lease.json from a trainer that is still marked "
                   "live (only when you know it is gone; a stale lease is taken over anyway).")
-define_mixed_precision("for training (float16 with loss scaling)")
-flags.mark_flag_as_required("model_dir")
+shared.define_mixed_precision("for training (float16 with loss scaling)")
 
 
 def load_config(experiment, overrides, config_file=None):
@@ -72,10 +72,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.time()
     config = load_config(FLAGS.experiment, FLAGS.params_override, FLAGS.config_file)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("deeplab_tf").setLevel(logging.INFO)
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress
     import keras
     from deeplab_tf import train_lib
     if tf_config_task_type() == "evaluator":   # a sidecar evaluator: follows, never trains

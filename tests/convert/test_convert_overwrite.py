@@ -24,7 +24,7 @@ def test_overwrite_refuses_a_folder_it_did_not_convert(tmp_path):
     (tmp_path / "mine" / "thesis.tex").write_text("the user's work")
     before = _files(tmp_path)
     run = subprocess.run([os.path.join(BIN, "deeplab-convert-checkpoint"), "--source=slim",
-                          "--checkpoint=ckpt", "--output_dir=mine", "--overwrite"],
+                          "--checkpoint=ckpt", "--model_dir=mine", "--overwrite"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert "holds thesis.tex, which this command does not write" in run.stderr

@@ -127,14 +127,14 @@ def test_command_line_then_predict(tmp_path):
     (tmp_path / "train" / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-5"\n')
     bin_dir = os.path.dirname(sys.executable)
     convert = [os.path.join(bin_dir, "deeplab-convert-checkpoint"), "--source=slim",
-               f"--checkpoint={tmp_path / 'train'}", f"--output_dir={tmp_path / 'run'}"]
+               f"--checkpoint={tmp_path / 'train'}", f"--model_dir={tmp_path / 'run'}"]
     done = subprocess.run(convert, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "checkpoint variables not used (0)" in done.stdout
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8)).save(
         tmp_path / "photo.png")
     predict = subprocess.run(
-        [os.path.join(bin_dir, "deeplab-predict"), f"--model={tmp_path / 'run'}",
+        [os.path.join(bin_dir, "deeplab-predict"), f"--model_dir={tmp_path / 'run'}",
          f"--input={tmp_path / 'photo.png'}", f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=300)
     assert predict.returncode == 0, predict.stderr[-3000:]
@@ -154,7 +154,7 @@ def test_command_line_on_ram():
     try:
         assert run_tool("convert_checkpoint", "--source=slim",
                         f"--checkpoint={root}/train/model.ckpt-5",
-                        f"--output_dir={root}/run") == 0
+                        f"--model_dir={root}/run") == 0
         assert fileio.read_json(f"{root}/run/conversion.json")["unmapped_model"] == []
         x = np.random.default_rng(1).uniform(0, 255, (1, 65, 65, 3)).astype(np.float32)
         expected = ref.forward(v, x, TINY["scope"], TINY["depths"], TINY["beta"], (1, 2, 4),

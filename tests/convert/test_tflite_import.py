@@ -92,12 +92,12 @@ def test_command_line_then_predict(tmp_path):
     done = subprocess.run(
         [os.path.join(bin_dir, "deeplab-convert-checkpoint"), "--source", "tflite",
          "--checkpoint", str(MODELS / "deeplabv3_mnv2_dm05_pascal_quant.tflite"),
-         "--output_dir", str(run)], capture_output=True, text=True, timeout=300)
+         "--model_dir", str(run)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "checkpoint variables not used (0)" in done.stdout
     assert "left initialized (0)" in done.stdout
     predict = subprocess.run(
-        [os.path.join(bin_dir, "deeplab-predict"), "--model", str(run),
+        [os.path.join(bin_dir, "deeplab-predict"), "--model_dir", str(run),
          "--input", str(VOC_SAMPLES / "JPEGImages" / "sample_4.jpg"),
          "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert predict.returncode == 0, predict.stderr[-3000:]

@@ -13,6 +13,10 @@ from conftest import REPO
 CODE = "__import__('os').system('touch PWNED')"
 TRAIN = ["train", "--experiment=quickstart", "--model_dir=run"]
 CASES = [
+    # an old flag name beside its new one; a --log_dir that cannot be a folder
+    (["predict", "--model_dir=run", "--model=run", "--input=in", "--output_dir=out"],
+     ["--model and --model_dir are one flag", "give --model_dir only"]),
+    (TRAIN + ["--log_dir=/dev/null/logs"], ["--log_dir=/dev/null/logs: cannot write a log"]),
     # (tool and flags, words the error must contain)
     (TRAIN + ["--params_override=train.stepz=3"], ["unknown key 'train.stepz'", "train.steps"]),
     (TRAIN + ["--params_override=model.backbone_weight=none"],
@@ -45,12 +49,12 @@ CASES = [
     (TRAIN + [f"--params_override={CODE}"], ["expected section.key=value"]),
     (TRAIN + ["--strategy=bogus"], ["--strategy=bogus: value should be one of"]),
     (["train", "--experiment=table9", "--model_dir=run"], ["unknown experiment 'table9'"]),
-    (["evaluate", "--model_dir=run", "--eval_output_stride=12", "--output_dir=out"],
-     ["--eval_output_stride=12: expected one of (8, 16, 32"]),
-    (["evaluate", "--model_dir=run", "--eval_scales=0.5,-1", "--output_dir=out"],
-     ["--eval_scales=['0.5', '-1']: expected positive numbers"]),
-    (["evaluate", "--model_dir=run", "--eval_scales=big", "--output_dir=out"],
-     ["--eval_scales=['big']: expected positive numbers"]),
+    (["evaluate", "--model_dir=run", "--output_stride=12", "--output_dir=out"],
+     ["--output_stride=12: expected one of (8, 16, 32"]),
+    (["evaluate", "--model_dir=run", "--inference_scales=0.5,-1", "--output_dir=out"],
+     ["--inference_scales=['0.5', '-1']: expected positive numbers"]),
+    (["evaluate", "--model_dir=run", "--inference_scales=big", "--output_dir=out"],
+     ["--inference_scales=['big']: expected positive numbers"]),
     (["evaluate", "--model_dir=run", "--pad_to=0", "--output_dir=out"],
      ["--pad_to=0: expected N or HxW"]),
     (["evaluate", "--model_dir=run", "--max_side=-5", "--output_dir=out"],
@@ -67,15 +71,15 @@ CASES = [
      ["--serving_memory_mb=0: expected a value > 0"]),
     (["export", "--model_dir=run", "--export_dir=out", "--tflite_quantize=int4"],
      ["--tflite_quantize=int4: value should be one of"]),
-    (["predict", "--model=run", "--input=in", "--output_dir=out", "--output_stride=12"],
+    (["predict", "--model_dir=run", "--input=in", "--output_dir=out", "--output_stride=12"],
      ["--output_stride=12: expected one of"]),
-    (["predict", "--model=run", "--input=in", "--output_dir=out", "--alpha=2"],
+    (["predict", "--model_dir=run", "--input=in", "--output_dir=out", "--alpha=2"],
      ["--alpha=2.0: expected a value in [0, 1]"]),
-    (["predict", "--model=run", "--input=in", "--output_dir=out", "--outputs=mask,movie"],
+    (["predict", "--model_dir=run", "--input=in", "--output_dir=out", "--outputs=mask,movie"],
      ["--outputs=mask,movie: expected some of"]),
-    (["predict", "--model=run", "--input=in", "--output_dir=out", "--max_pixels=-1"],
+    (["predict", "--model_dir=run", "--input=in", "--output_dir=out", "--max_pixels=-1"],
      ["--max_pixels=-1: expected a value >= 0"]),
-    (["predict", "--model=run", "--input=in", "--output_dir=out", "--inference_scales=0"],
+    (["predict", "--model_dir=run", "--input=in", "--output_dir=out", "--inference_scales=0"],
      ["--inference_scales=['0']: expected positive numbers"]),
 ]
 

@@ -136,7 +136,7 @@ def test_deeplab_predict(model_dir, reference, tmp_path, ledger):
     ledger.inputs(len(paths))
     out = tmp_path / "out"
     status, stdout, stderr, peak = run_measured(
-        [sys.executable, "-c", _WRAP, f"--model={model_dir}", f"--input={tmp_path / 'in'}",
+        [sys.executable, "-c", _WRAP, f"--model_dir={model_dir}", f"--input={tmp_path / 'in'}",
          f"--output_dir={out}", f"--max_pixels={MAX_PIXELS}", "--output_stride=16",
          "--outputs=label"])
     cases = encoded_inputs()

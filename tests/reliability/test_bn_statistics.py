@@ -31,8 +31,8 @@ def _train(root, name, extra=""):
 def _eval(root, name):
     return subprocess.run([os.path.join(BIN, "deeplab-eval"), f"--model_dir={root / name}",
                            f"--records={root / 'data' / 'val-*.tfrecord'}",
-                           "--eval_scales=1.0", "--noadd_flipped_images",
-                           "--eval_output_stride=16"],
+                           "--inference_scales=1.0", "--noadd_flipped_images",
+                           "--output_stride=16"],
                           capture_output=True, text=True, timeout=600, cwd=root)
 
 

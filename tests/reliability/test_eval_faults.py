@@ -22,7 +22,7 @@ from deeplab_tf.inference import Protocol
 from deeplab_tf.testing import TOY_METADATA as TOY, tiny_model_dir
 
 EVAL = os.path.join(os.path.dirname(sys.executable), "deeplab-eval")
-FAST = ["--eval_scales=1.0", "--noadd_flipped_images", "--eval_output_stride=16"]
+FAST = ["--inference_scales=1.0", "--noadd_flipped_images", "--output_stride=16"]
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_predict_never_writes_over_an_input(tmp_path, ledger):
     for name in ("x.png", "x_mask.png"):
         (folder / name).write_bytes(_png(rng))
     before = snapshot(folder)
-    run = subprocess.run([os.path.join(BIN, "deeplab-predict"), f"--model={tmp_path / 'run'}",
+    run = subprocess.run([os.path.join(BIN, "deeplab-predict"), f"--model_dir={tmp_path / 'run'}",
                           f"--input={folder}", f"--output_dir={folder}", "--outputs=mask"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

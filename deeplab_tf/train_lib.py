@@ -27,6 +27,7 @@ import tensorflow as tf
 from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
+from deeplab_tf.modeling import set_weight_decay
 from deeplab_tf.schedules import PolyWithWarmup
 
 PREEMPTED_EXIT_CODE = 75
@@ -78,10 +79,13 @@ def is_chief(strategy):
 
 def build_for_training(config, metadata, strategy):
     """Model and optimizer, created in the strategy's scope (the optimizer is built before
-    the first step, or `apply_gradients` fails under tf.distribute)."""
+    the first step, or `apply_gradients` fails under tf.distribute). The model carries
+    train.weight_decay as kernel regularizers; `model.compile(optimizer, loss)` and
+    `model.fit` with them train the objective of `train`'s loop."""
     with strategy.scope():
         model = model_dir_lib.build_model(config, metadata,
                                           sync_bn=strategy.num_replicas_in_sync > 1)
+        set_weight_decay(model, config.train.weight_decay)   # in model.losses, as for fit
         if config.model.freeze_bn:  # stage 2 (Sec. 4.1): BN runs on its moving statistics
             for layer in model._flatten_layers():
                 if isinstance(layer, keras.layers.BatchNormalization):
@@ -206,8 +210,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
     def step_fn(batch):
         with tf.GradientTape() as tape:
             logits = model(batch["image"], training=True)
-            loss, ce = replica_loss(batch["label"], logits, model, t.weight_decay,
-                                    metadata.ignore_label)
+            loss, ce = replica_loss(batch["label"], logits, model, metadata.ignore_label)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         skip = None

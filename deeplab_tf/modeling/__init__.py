@@ -1,8 +1,8 @@
 """DeepLabv3 models: dilated ResNet v1 with Multi_Grid, cascaded blocks and ASPP."""
 from deeplab_tf.modeling.aspp import default_aspp_rates
 from deeplab_tf.modeling.deeplab import (DeepLabV3, build_backbone, build_deeplabv3,
-                                         set_output_stride)
+                                         set_output_stride, set_weight_decay)
 from deeplab_tf.modeling.resnet import load_backbone_weights, transfer_keras_applications_weights
 
-__all__ = ["DeepLabV3", "build_backbone", "build_deeplabv3", "set_output_stride",
+__all__ = ["DeepLabV3", "build_backbone", "build_deeplabv3", "set_output_stride", "set_weight_decay",
            "default_aspp_rates", "load_backbone_weights", "transfer_keras_applications_weights"]

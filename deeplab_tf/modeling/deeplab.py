@@ -54,6 +54,9 @@ class DeepLabV3(keras.Model):
       depth_multiplier: MobileNetV2 channel multiplier (backbone "mobilenet_v2", whose
         default head is research/deeplab's: image pooling + 1x1, aspp_rates=()); with it,
         layout "slim" rounds channels as research/deeplab, "keras" as keras.applications.
+      weight_decay: L2 regularization of the convolution kernels in TF-slim's convention,
+        weight_decay * sum(w^2) / 2 (`set_weight_decay`), in `model.losses`: what
+        `model.fit` adds to the compiled loss. Paper: 1e-4 for training; 0 adds nothing.
     """
 
     def __init__(self, num_classes, backbone="resnet101", output_stride=16,
@@ -61,7 +64,7 @@ class DeepLabV3(keras.Model):
                  image_pooling=True, aspp_filters=256, dropout_rate=0.0, bn_momentum=0.9997,
                  sync_bn=False, activation="relu", layout="keras", stem="7x7", depths=None,
                  width_multiplier=1.0, input_normalization=None, upsample_logits=True,
-                 backbone_weights=None, depth_multiplier=1.0, **kwargs):
+                 backbone_weights=None, depth_multiplier=1.0, weight_decay=0.0, **kwargs):
         if layout not in resnet.LAYOUTS:
             raise ValueError(f"layout={layout!r}, expected one of {sorted(resnet.LAYOUTS)}")
         mobilenet = backbone == "mobilenet_v2"
@@ -124,7 +127,8 @@ class DeepLabV3(keras.Model):
             depths=depths,
             width_multiplier=float(width_multiplier),
             input_normalization=input_normalization, upsample_logits=bool(upsample_logits),
-            depth_multiplier=float(depth_multiplier))
+            depth_multiplier=float(depth_multiplier), weight_decay=0.0)
+        set_weight_decay(self, weight_decay)
         if backbone_weights is not None and mobilenet:
             if mobilenet_v2.channel_divisor(depth_multiplier, layout) != 8:
                 raise ValueError(f"backbone_weights={backbone_weights!r} loads keras.applications "
@@ -178,6 +182,41 @@ def set_output_stride(model, output_stride, aspp_rates=None):
     rebuilt = DeepLabV3(**args, name=model.name)
     rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def set_weight_decay(model, weight_decay):
+    """Weight decay through Keras kernel regularizers: `keras.regularizers.L2(weight_decay
+    / 2)` on every convolution kernel (`Conv`, nested ones included), i.e. TF-slim's
+    `l2_regularizer(weight_decay)`: weight_decay * sum(w^2) / 2. Biases, BN scales and
+    offsets and depthwise kernels (MobileNetV2) are not decayed, as in research/deeplab and
+    Model Garden. Keras counts a regularizer only while its variable is trainable: frozen
+    layers are not decayed. 0 removes the regularizers. The value is kept in the model's
+    config (`.keras` files keep it); variables are unchanged (checkpoints are unaffected).
+    Returns the model."""
+    weight_decay = float(weight_decay)
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay={weight_decay}: expected a value >= 0")
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    for layer in _conv_layers(model):
+        layer.kernel_regularizer = regularizer
+        layer.kernel.regularizer = regularizer
+    model._builder_args["weight_decay"] = weight_decay
+    return model
+
+
+def _conv_layers(layer, seen=None):
+    """Every `Conv` in `layer`: a model's layers, and the layers a composite layer (ASPP's
+    image pooling) holds as public attributes."""
+    seen = set() if seen is None else seen
+    if id(layer) in seen:
+        return []
+    seen.add(id(layer))
+    if isinstance(layer, Conv):
+        return [layer]
+    children = layer.layers if isinstance(layer, keras.Model) else [
+        value for name, value in vars(layer).items()
+        if not name.startswith("_") and isinstance(value, keras.layers.Layer)]
+    return [conv for child in children for conv in _conv_layers(child, seen)]
 
 
 def build_backbone(backbone="resnet101", output_stride=32, **kwargs):

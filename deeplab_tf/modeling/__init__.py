@@ -4,5 +4,6 @@ from deeplab_tf.modeling.deeplab import (DeepLabV3, build_backbone, build_deepla
                                          set_output_stride, set_weight_decay)
 from deeplab_tf.modeling.resnet import load_backbone_weights, transfer_keras_applications_weights
 
-__all__ = ["DeepLabV3", "build_backbone", "build_deeplabv3", "set_output_stride", "set_weight_decay",
+__all__ = ["DeepLabV3", "build_backbone", "build_deeplabv3", "set_output_stride",
+           "set_weight_decay",
            "default_aspp_rates", "load_backbone_weights", "transfer_keras_applications_weights"]

@@ -6,12 +6,15 @@
     python bench/run_all.py --only ours          # our rows only
 
 Every measurement is its own process (peak memory = that process's max RSS). The peers run
-from their own venvs with the scripts in ../shared/peers/ (DeepLabV3 ResNet-101, Multi_Grid
+from their own venvs with the scripts in --peers_dir (DeepLabV3 ResNet-101, Multi_Grid
 1,2,4, ASPP 6/12/18 at OS16 and 12/24/36 at OS8, random weights): Model Garden with
 `--act relu` (the paper's activation), torchvision with channels_last. The lower bound is
 our multiply-adds (deeplab_tf.analysis.complexity) at the best conv throughput measured by
-../shared/peers/ceiling_tf.py in this run. Prints a Markdown table and writes it, with the
+the peers' ceiling_tf.py in this run. Prints a Markdown table and writes it, with the
 raw outputs, to --output_dir.
+
+The peers' scripts are not part of this repository: --peers_dir names their folder
+(default ../shared/peers beside the clone); without them the run stops at once, saying so.
 """
 import argparse
 import datetime
@@ -24,7 +27,14 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "peers"))
+# The peers' scripts are not part of the repository: --peers_dir names their folder;
+# default ../shared/peers beside the clone, where the project's machines keep them.
+DEFAULT_PEERS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "peers"))
+PEERS = DEFAULT_PEERS   # set by main() from --peers_dir
+# What each run needs from --peers_dir: the lower bound always, the peers' rows unless
+# --only ours.
+CEILING_SCRIPTS = ("ceiling_tf.py",)
+PEER_SCRIPTS = ("garden_deeplabv3.py", "torchvision_deeplabv3.py", "garden_input_pipeline.py")
 VENVS = {"garden": ("/tmp/bench/garden", "tf-models-official==2.20.0"),
          "torch": ("/tmp/bench/torch", "torch==2.14.1 torchvision==0.29.1")}
 
@@ -163,7 +173,14 @@ def main():
                         help="which rows: fwd, train, eval, input (comma-separated)")
     parser.add_argument("--output_dir", default=os.path.join(
         "/tmp/bench/results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+    parser.add_argument("--peers_dir", default=None,
+                        help="folder of the peers' scripts (garden_deeplabv3.py, "
+                             "torchvision_deeplabv3.py, garden_input_pipeline.py, "
+                             "ceiling_tf.py); not in this repository; default "
+                             f"{DEFAULT_PEERS} if present")
     args = parser.parse_args()
+    global PEERS
+    PEERS = check_peers_dir(args.peers_dir, args.only)
     os.makedirs(args.output_dir, exist_ok=True)
     SIZE[1] = str(args.size)
     if args.build_venvs:
@@ -238,6 +255,21 @@ def main():
         fh.write(text)
     print("\n" + text)
     print(f"raw outputs: {d}")
+
+
+def check_peers_dir(peers_dir, only="all"):
+    """The peers' folder: `peers_dir`, or DEFAULT_PEERS when not given; exits with status
+    1 and a message naming --peers_dir when it lacks a script this run needs."""
+    folder = peers_dir or DEFAULT_PEERS
+    needed = CEILING_SCRIPTS + (PEER_SCRIPTS if only == "all" else ())
+    missing = [name for name in needed if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        where = (f"--peers_dir={peers_dir}" if peers_dir else
+                 f"no --peers_dir given, and the default {DEFAULT_PEERS}")
+        sys.exit(f"run_all.py: {where} lacks {', '.join(missing)}: the peers' benchmark "
+                 f"scripts are not part of this repository; pass --peers_dir=FOLDER, the "
+                 f"folder that holds {', '.join(needed)}")
+    return folder
 
 
 def cpu_name():

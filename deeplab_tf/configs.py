@@ -72,7 +72,9 @@ class TrainConfig:
     keep_checkpoints: int = 5
     init_checkpoint: str = ""          # another run's model_dir or checkpoint (partial restore)
     log_every: int = 10
-    summary_images_every: int = 0      # 0: off
+    # TensorBoard images of 3 training crops, ground truth and prediction every N steps and
+    # at the end (one forward pass of 3 crops each time); 0: off.
+    summary_images_every: int = 1000
     seed: int = 0                      # weight initialization (the data has its own seed)
     # XLA for the training step. Off: slower on CPU (measured: README, Benchmarks);
     # try it on GPU/TPU (TPUs compile with XLA regardless).

@@ -22,6 +22,8 @@ SavedModel signatures:
   Both signatures budget a request as a whole: an empty batch, or images whose pixels add
   up to more than `max_pixels`, are an InvalidArgument saying so (for bytes, from the
   headers, before anything is decoded).
+TF Serving warmup: assets.extra/tf_serving_warmup_requests holds one PredictRequest per
+signature with a small image (`serving_warmup`), which TF Serving runs when loading.
 Metadata, readable after `tf.saved_model.load(dir)`: `class_names` (string [C]),
 `colormap` (uint8 [256, 3]), `dataset_json` (the full DatasetMetadata), `protocol_json`
 (the baked options) and `max_pixels` (int64: the pixels one request may hold in all), all
@@ -47,7 +49,7 @@ import tensorflow as tf
 # give NaN or fail at READ_VARIABLE (tests/test_export.py, TFLite parity).
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from deeplab_tf import fileio, publish
+from deeplab_tf import fileio, publish, serving_warmup
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.data.tfrecord import decode_image, image_size
 from deeplab_tf.errors import short_message
@@ -56,10 +58,12 @@ from deeplab_tf.inference import Protocol, predict_probabilities
 from deeplab_tf.serving_budget import DEFAULT_SERVING_MEMORY_MB, default_max_pixels
 
 SAVED_MODEL_MARKER = "saved_model.pb"
-# What tf.saved_model.save writes at a SavedModel's top level: with --overwrite, a folder
-# holding anything else (a model_dir, a parent folder, TF Serving's assets.extra warmup
-# requests) is the user's, and is refused (publish.check_replaceable).
-SAVED_MODEL_NAMES = frozenset({SAVED_MODEL_MARKER, "fingerprint.pb", "variables", "assets"})
+# What an export writes at a SavedModel's top level (tf.saved_model.save, and the TF Serving
+# warmup requests): with --overwrite, a folder holding anything else (a model_dir, a parent
+# folder), or an assets.extra with other files than the warmup requests, is the user's,
+# and is refused (publish.check_replaceable, _check_export_dir).
+SAVED_MODEL_NAMES = frozenset({SAVED_MODEL_MARKER, "fingerprint.pb", "variables", "assets",
+                               serving_warmup.WARMUP_DIR})
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Serving needs no gradients: none are saved (a custom gradient would fail on frozen graphs).
 _SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
@@ -226,6 +230,15 @@ def _check_export_dir(export_dir, overwrite, protected):
                               f"another --export_dir")
     publish.check_replaceable(export_dir, SAVED_MODEL_MARKER, overwrite, SAVED_MODEL_NAMES,
                              protected=protected)
+    extra = fileio.join(export_dir, serving_warmup.WARMUP_DIR)
+    if overwrite and fileio.isdir(extra):
+        foreign = sorted(set(fileio.listdir(extra)) - {serving_warmup.WARMUP_FILE})
+        if foreign:
+            raise FileExistsError(
+                f"{export_dir} is not a folder this command wrote (its "
+                f"{serving_warmup.WARMUP_DIR} holds {', '.join(foreign[:5])}, which this "
+                f"command does not write): refusing to replace it; choose another output "
+                f"folder, or move its contents away")
 
 
 class Budget(collections.namedtuple("Budget", "max_pixels derived bytes_per_pixel memory_mb")):
@@ -244,7 +257,7 @@ def serving_budget(model, protocol, probabilities=False, max_pixels=None,
 
 def export_saved_model(model, metadata, export_dir, protocol, probabilities=False,
                        overwrite=False, max_pixels=None, protected=(),
-                       serving_memory_mb=DEFAULT_SERVING_MEMORY_MB):
+                       serving_memory_mb=DEFAULT_SERVING_MEMORY_MB, warmup_image=None):
     """Writes the SavedModel (module docstring) to a staging sibling, then publishes it
     (publish.publish_dir: renamed locally; copied with saved_model.pb last on a bucket);
     a failed write (ExportError) leaves nothing and an earlier export intact. `overwrite`
@@ -252,7 +265,9 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
     folder that is or holds one of the `protected` paths. For TF Serving, export to
     <base>/<version>, e.g. models/deeplab/1. `max_pixels`: the pixels one request may
     hold in all (height * width summed); default: what fits `serving_memory_mb` MiB
-    (`serving_budget`). Returns (export_dir, Budget)."""
+    (`serving_budget`). TF Serving's warmup requests go into assets.extra/
+    (`serving_warmup`: one request per signature with `warmup_image`, RGB uint8, default
+    a small synthetic picture). Returns (export_dir, Budget)."""
     export_dir = fileio.absolute(export_dir)
     _check_export_dir(export_dir, overwrite, protected)
     budget = serving_budget(model, protocol, probabilities, max_pixels, serving_memory_mb)
@@ -262,6 +277,7 @@ def export_saved_model(model, metadata, export_dir, protocol, probabilities=Fals
         tf.saved_model.save(module, staging, signatures={
             "serving_default": module.serve_bytes, "predict_images": module.predict_images},
             options=_SAVE_OPTIONS)
+        serving_warmup.write_warmup(staging, warmup_image, budget.max_pixels)
     # Readers (TF Serving, tf.saved_model.load) need saved_model.pb: the marker, published
     # last (publish.publish_dir).
     try:

@@ -1,9 +1,10 @@
 """The training loss: softmax cross-entropy over the non-ignored pixels of the GLOBAL batch,
-plus weight decay in TF-slim's convention (Sec. 4.1).
+plus weight decay in TF-slim's convention (Sec. 4.1), carried by the model's kernel
+regularizers (`modeling.set_weight_decay`) so that `model.fit` and train_lib's loop minimize
+the same objective. With `model.fit`, `keras.losses.SparseCategoricalCrossentropy(
+from_logits=True, ignore_class=255)` is this module's cross-entropy.
 """
 import tensorflow as tf
-
-from deeplab_tf.modeling.layers import Conv, all_layers
 
 
 def pixel_cross_entropy(labels, logits, ignore_label=255):
@@ -23,23 +24,21 @@ def pixel_cross_entropy(labels, logits, ignore_label=255):
     return tf.reduce_sum(ce), tf.reduce_sum(tf.cast(valid, tf.float32))
 
 
-def weight_decay_loss(model, weight_decay):
-    """weight_decay * sum(w^2) / 2 over convolution kernels (TF-slim `l2_regularizer`
-    semantics, i.e. Keras L2(weight_decay / 2)); biases, BN and frozen kernels excluded."""
-    # Recursive: convs nested in composite layers (ASPP image pooling) count too.
-    kernels = [layer.kernel for layer in all_layers(model)
-               if isinstance(layer, Conv) and layer.trainable]
-    if not weight_decay or not kernels:
-        return tf.constant(0.0)
-    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in kernels])
+def regularization_loss(model):
+    """The sum of `model.losses`: the kernel regularizers that carry weight decay
+    (`modeling.set_weight_decay`, TF-slim's weight_decay * sum(w^2) / 2 over trainable
+    convolution kernels), exactly what `model.fit` adds to the compiled loss."""
+    terms = [tf.cast(term, tf.float32) for term in model.losses]
+    return tf.add_n(terms) if terms else tf.constant(0.0)
 
 
-def replica_loss(labels, logits, model, weight_decay, ignore_label=255):
+def replica_loss(labels, logits, model, ignore_label=255):
     """The loss one replica minimizes so that the SUM of replica gradients (what Keras 3
     optimizers apply under tf.distribute) is the gradient of the global-batch loss.
 
     Each replica divides its pixel-loss sum by the all-reduced count of valid pixels of the
-    whole global batch; weight decay is divided by the replica count so it counts once.
+    whole global batch; weight decay (the model's kernel regularizers, `regularization_loss`)
+    is divided by the replica count so it counts once.
     Returns (loss to differentiate, global mean cross-entropy for logging).
     """
     ctx = tf.distribute.get_replica_context()
@@ -49,4 +48,4 @@ def replica_loss(labels, logits, model, weight_decay, ignore_label=255):
         count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
         replicas = ctx.num_replicas_in_sync
     ce = loss_sum / tf.maximum(count, 1.0)
-    return ce + weight_decay_loss(model, weight_decay) / replicas, ce
+    return ce + regularization_loss(model) / replicas, ce

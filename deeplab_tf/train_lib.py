@@ -27,6 +27,7 @@ import tensorflow as tf
 from deeplab_tf import checkpointing, fileio, precise_bn, preemption
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
+from deeplab_tf.modeling import set_weight_decay
 from deeplab_tf.modeling.layers import all_layers
 from deeplab_tf.progress import Progress
 from deeplab_tf.schedules import PolyWithWarmup
@@ -80,10 +81,13 @@ def is_chief(strategy):
 
 def build_for_training(config, metadata, strategy):
     """Model and optimizer, created in the strategy's scope (the optimizer is built before
-    the first step, or `apply_gradients` fails under tf.distribute)."""
+    the first step, or `apply_gradients` fails under tf.distribute). The model carries
+    train.weight_decay as kernel regularizers; `model.compile(optimizer, loss)` and
+    `model.fit` with them train the objective of `train`'s loop."""
     with strategy.scope():
         model = model_dir_lib.build_model(config, metadata,
                                           sync_bn=strategy.num_replicas_in_sync > 1)
+        set_weight_decay(model, config.train.weight_decay)   # in model.losses, as for fit
         if config.model.freeze_bn:  # stage 2 (Sec. 4.1): BN runs on its moving statistics
             for layer in all_layers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
@@ -208,8 +212,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
     def step_fn(batch):
         with tf.GradientTape() as tape:
             logits = model(batch["image"], training=True)
-            loss, ce = replica_loss(batch["label"], logits, model, t.weight_decay,
-                                    metadata.ignore_label)
+            loss, ce = replica_loss(batch["label"], logits, model, metadata.ignore_label)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         skip = None
@@ -280,7 +283,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
                 saved = fileio.join(ckpt_dir, fileio.basename(path))   # the chief's copy
                 if temp_dir:
                     fileio.rmtree(temp_dir)
-            if chief and t.summary_images_every and step % t.summary_images_every == 0:
+            if chief and _samples_due(t.summary_images_every, step - n, step, t.steps):
                 _write_sample_images(model, dataset_fn, metadata, step)
             if stop:
                 raise Preempted(step, saved, watcher.reason or "a notice to another worker")
@@ -319,14 +322,24 @@ def _precise_bn(model, dataset_fn, strategy, step, num_batches, chief):
     precise_bn.recompute(model, batches, num_batches, strategy, progress=chief)
 
 
+def _samples_due(every, before, step, steps):
+    """Whether the loop that went from `before` to `step` passed a multiple of `every`
+    (loops of steps_per_loop need not land on one) or ended the run; every=0: never."""
+    return bool(every) and (step // every > before // every or step == steps)
+
+
 def _write_sample_images(model, dataset_fn, metadata, step, count=3):
-    """TensorBoard: a few training crops, their ground truth and the prediction, coloured."""
+    """TensorBoard: the first `count` training crops of the batch of `step`, their ground
+    truth and the model's prediction (inference mode), coloured with the dataset's colour
+    map (`DatasetMetadata.colormap()`, as visualize.colorize; ignored pixels white).
+    Costs one forward pass of `count` crops and a fresh input pipeline's first batch."""
     batch = next(iter(dataset_fn(tf.distribute.InputContext(), step)))
     images = batch["image"][:count]
     pred = tf.argmax(model(images, training=False), axis=-1)
     colors = tf.constant(metadata.colormap())
     label = tf.cast(batch["label"][:count, ..., 0], tf.int32)
-    tf.summary.image("samples/image", tf.cast(images, tf.uint8), step=step, max_outputs=count)
+    pixels = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+    tf.summary.image("samples/image", pixels, step=step, max_outputs=count)
     tf.summary.image("samples/ground_truth", tf.gather(colors, label), step=step,
                      max_outputs=count)
     tf.summary.image("samples/prediction", tf.gather(colors, pred), step=step,

@@ -62,8 +62,10 @@ def test_model_kwargs_cover_the_builder():
     import inspect
     from deeplab_tf.modeling import DeepLabV3
     kwargs = configs.model_kwargs(ExperimentConfig().model, 21)
+    # weight_decay is train.weight_decay: train_lib sets it (set_weight_decay) for training.
     params = set(inspect.signature(DeepLabV3.__init__).parameters) - {
-        "self", "kwargs", "backbone_weights", "input_normalization", "upsample_logits"}
+        "self", "kwargs", "backbone_weights", "input_normalization", "upsample_logits",
+        "weight_decay"}
     assert params <= set(kwargs)
     fields = {f.name for f in dataclasses.fields(configs.ModelConfig)}
     assert set(kwargs) - {"num_classes", "sync_bn"} <= fields

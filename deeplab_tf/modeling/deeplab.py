@@ -12,7 +12,7 @@ import keras
 from deeplab_tf.modeling import backbones
 from deeplab_tf.modeling.aspp import aspp
 from deeplab_tf.modeling.backbone import OPTIONS
-from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike
+from deeplab_tf.modeling.layers import Conv, InputNormalization, ResizeLike, all_layers
 
 HEADS = ("aspp", "cascade")
 
@@ -64,6 +64,8 @@ class DeepLabV3(keras.Model):
       depth_multiplier: MobileNetV2 channel multiplier (backbone "mobilenet_v2", whose
         default head is research/deeplab's: image pooling + 1x1, aspp_rates=()); with it,
         layout "slim" rounds channels as research/deeplab, "keras" as keras.applications.
+      weight_decay: TF-slim's weight decay as kernel regularizers (`set_weight_decay`), so
+        `model.fit` and deeplab-train minimize the same objective; 0: none.
     """
 
     def __init__(self, num_classes, backbone="resnet101", output_stride=16,
@@ -71,7 +73,7 @@ class DeepLabV3(keras.Model):
                  image_pooling=True, aspp_filters=256, dropout_rate=0.0, bn_momentum=0.9997,
                  sync_bn=False, activation="relu", layout="keras", stem="7x7", depths=None,
                  width_multiplier=1.0, input_normalization=None, upsample_logits=True,
-                 backbone_weights=None, depth_multiplier=1.0, **kwargs):
+                 backbone_weights=None, depth_multiplier=1.0, weight_decay=0.0, **kwargs):
         family = backbones.lookup(backbone, depths)
         family.check_options(backbone, dict(
             multi_grid=multi_grid, extra_blocks=extra_blocks, stem=stem, depths=depths,
@@ -123,7 +125,8 @@ class DeepLabV3(keras.Model):
             aspp_filters=int(aspp_filters), dropout_rate=float(dropout_rate),
             bn_momentum=float(bn_momentum), sync_bn=bool(sync_bn), activation=activation,
             layout=layout, input_normalization=input_normalization,
-            upsample_logits=bool(upsample_logits), **options)
+            upsample_logits=bool(upsample_logits), **options, weight_decay=0.0)
+        set_weight_decay(self, weight_decay)
         if backbone_weights is not None:
             backbones.load_backbone_weights(self, backbone, backbone_weights)
 
@@ -167,6 +170,27 @@ def set_output_stride(model, output_stride, aspp_rates=None):
     rebuilt = DeepLabV3(**args, name=model.name)
     rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def set_weight_decay(model, weight_decay):
+    """Weight decay through Keras kernel regularizers: `keras.regularizers.L2(weight_decay
+    / 2)` on every convolution kernel (`Conv`, nested ones included), i.e. TF-slim's
+    `l2_regularizer(weight_decay)`: weight_decay * sum(w^2) / 2. Biases, BN scales and
+    offsets and depthwise kernels (MobileNetV2) are not decayed, as in research/deeplab and
+    Model Garden. Keras counts a regularizer only while its variable is trainable: frozen
+    layers are not decayed. 0 removes the regularizers. The value is kept in the model's
+    config (`.keras` files keep it); variables are unchanged (checkpoints are unaffected).
+    Returns the model."""
+    weight_decay = float(weight_decay)
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay={weight_decay}: expected a value >= 0")
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    for layer in all_layers(model):
+        if isinstance(layer, Conv):
+            layer.kernel_regularizer = regularizer
+            layer.kernel.regularizer = regularizer
+    model._builder_args["weight_decay"] = weight_decay
+    return model
 
 
 def build_backbone(backbone="resnet101", output_stride=32, layout="keras",

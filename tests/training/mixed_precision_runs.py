@@ -100,7 +100,7 @@ def _float32_first_loss(config):
     model = model_dir_lib.build_model(config, META, precision="float32")
     batch = next(iter(overfit_dataset_fn(4)(tf.distribute.InputContext(), 0)))
     logits = model(batch["image"], training=True)
-    return float(replica_loss(batch["label"], logits, model, config.train.weight_decay)[1])
+    return float(replica_loss(batch["label"], logits, model)[1])
 
 
 def _run(train_lib, policy, model_dir, strategy, compute_dtypes):

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf.losses import pixel_cross_entropy, weight_decay_loss
+from deeplab_tf.losses import pixel_cross_entropy, regularization_loss
 from deeplab_tf.modeling import build_deeplabv3
 from deeplab_tf.schedules import PolyWithWarmup
 from deeplab_tf.testing import TINY
@@ -29,11 +29,11 @@ def test_loss_matches_numpy_and_ignores_255():
 
 
 def test_weight_decay_is_slim_l2_on_conv_kernels():
-    model = build_deeplabv3(3, **TINY)
+    model = build_deeplabv3(3, **TINY, weight_decay=1e-4)
     kernels = [v.numpy() for v in model.weights if v.path.endswith("kernel")]
     assert any("aspp_pooling" in v.path for v in model.weights if v.path.endswith("kernel"))
     want = 1e-4 * sum((k.astype(np.float64) ** 2).sum() for k in kernels) / 2
-    np.testing.assert_allclose(weight_decay_loss(model, 1e-4).numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(regularization_loss(model).numpy(), want, rtol=1e-5)
 
 
 def test_poly_learning_rate():

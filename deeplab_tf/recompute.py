@@ -95,7 +95,7 @@ def training_forward(model, stages=()):
             (lambda x, sub=sub: sub(x, training=True))) for sub, checkpointed in segments]
 
     def forward(images):
-        x = images
+        x = images = tf.convert_to_tensor(images)
         for step in run:
             x = step(x)
         return head([x, images], training=True)

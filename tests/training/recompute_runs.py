@@ -1,7 +1,7 @@
 """Activation checkpointing against plain backpropagation, on tiny ResNets (also run as
 subprocesses: another CPU kernel path, two logical devices under MirroredStrategy).
 
-    python recompute_runs.py gradients         # prints JSON {stages: {...}} per stage set
+    python recompute_runs.py gradients [S+S,S]  # JSON {stages: {...}} per stage set
     python recompute_runs.py mirrored WORKDIR  # 2 replicas, sync BN, steps_per_loop 2
 """
 import json
@@ -53,9 +53,9 @@ def compare(a, b):
             max(float(np.max(np.abs(a[k] - b[k]))) for k in a))
 
 
-def gradients(output_stride=8, stage_sets=STAGE_SETS):
+def gradients(stage_sets=STAGE_SETS, overrides="model.output_stride=8"):
     """{",".join(stages): {"grads_equal", "grads_max", "stats_equal", "stats_moved"}}."""
-    config = tiny_config(f"{UNITS},model.output_stride={output_stride}")
+    config = tiny_config(f"{UNITS},{overrides}")
     keras.utils.set_random_seed(0)
     model = model_dir_lib.build_model(config, META)
     images, labels = toy_examples(4, 33)
@@ -107,4 +107,6 @@ if __name__ == "__main__":
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         print("RESULT " + json.dumps(mirrored(sys.argv[2])))
     else:
-        print("RESULT " + json.dumps(gradients()))
+        sets = [tuple(s.split("+")) for s in sys.argv[2].split(",")] if len(sys.argv) > 2 \
+            else STAGE_SETS
+        print("RESULT " + json.dumps(gradients(sets)))

@@ -204,7 +204,7 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
 
     # ------------------------------------------------ the step
     # model(images, training=True), with train.recompute's stages checkpointed.
-    forward = recompute.training_forward(model, t.recompute)
+    forward = recompute.training_forward(model, t.recompute, strategy.num_replicas_in_sync)
 
     def step_fn(batch):
         with tf.GradientTape() as tape:

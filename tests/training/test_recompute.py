@@ -56,7 +56,7 @@ def test_gradients_equal_on_the_other_kernel_path():
     through valid-tap convolutions and their hand-written gradient (modeling/atrous.py)."""
     from deeplab_tf.modeling.atrous import native_dilated_gradient
     here = "native" if native_dilated_gradient() else "valid_taps"
-    sets = [("block4",), recompute_runs.STAGES[:5]]
+    sets = [("block4",), recompute.STAGES[:5]]
     args = ["gradients", ",".join("+".join(s) for s in sets)]
     result = _subprocess(args, onednn="0" if here == "native" else "1")
     assert result["conv_gradient"] != here

@@ -84,7 +84,8 @@ class TrainConfig:
     jit_compile: bool = False
     # Activation checkpointing (deeplab_tf/recompute.py): stages of RECOMPUTE_STAGES whose
     # activations the backward pass recomputes (same gradients, less memory, one more
-    # forward of those stages). Measured (docs/benchmarks.md): ("block3",) at OS8.
+    # forward of those stages). Recommended at OS8 when memory-bound: (block3,), -23% peak
+    # for ~+9% CPU time (docs/benchmarks.md, "Activation checkpointing"). One replica only.
     recompute: Tuple[str, ...] = ()
     # Precise BN (deeplab_tf/precise_bn.py): before the final checkpoint, recompute every BN
     # layer's moving statistics over this many training batches. 0: off.

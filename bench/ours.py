@@ -16,6 +16,9 @@ Switches that bring back a slower path, for before/after numbers:
                      kernel library and the atrous gradient measured apart
   --jit              XLA jit_compile (forward function / training step)
   --mixed_precision mixed_bfloat16
+  --recompute S,S    training with activation checkpointing of these stages
+                     (train.recompute, deeplab_tf/recompute.py), e.g. block3 or
+                     stem,block1,block2,block3,block4
 
 Prints the median seconds after warm-up, then one line `RESULT {json}` that bench/run_all.py
 reads (with the conv gradient path: "native" dilated Conv2D gradients or the valid-tap
@@ -118,7 +121,8 @@ def bench_train(args):
         f"model.backbone={args.backbone},model.output_stride={args.output_stride},"
         f"model.backbone_weights=none,train.batch_size={args.batch},"
         f"train.steps={args.warm + args.reps},train.steps_per_loop=1,"
-        f"train.checkpoint_every={args.warm + args.reps},train.jit_compile={args.jit}"))
+        f"train.checkpoint_every={args.warm + args.reps},train.jit_compile={args.jit},"
+        f"train.recompute=({args.recompute})"))
     rng = np.random.default_rng(0)
     label = rng.integers(0, 21, (args.batch, args.size, args.size, 1)).astype("int32")
     label[:, :40] = 255   # as the peers' scripts
@@ -158,6 +162,7 @@ def main():
     parser.add_argument("--atrous_gradient", choices=("auto", "valid_taps"), default="auto")
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--mixed_precision", default=None)
+    parser.add_argument("--recompute", default="", help="stages, e.g. block3 (train only)")
     args = parser.parse_args()
     args.reps = args.reps or {"fwd": 9, "train": 5, "eval": 3}[args.task]
     if args.keras_atrous:
@@ -181,6 +186,7 @@ def main():
         "cpu_s": statistics.median(CPU_TIMES), "fold_bn": args.fold,
         "keras_atrous": args.keras_atrous, "native_atrous": args.native_atrous, "jit": args.jit,
         "dtype": args.mixed_precision or "float32",
+        "recompute": [s for s in args.recompute.split(",") if s],
         "conv_gradient": "native" if atrous.native_dilated_gradient() else "valid_taps",
         "cpu_kernels": "oneDNN" if onednn_enabled() else "Eigen",
         "tf": tf.__version__,

@@ -54,7 +54,7 @@ ALLOWED = {
         "base_lr", "lr_power", "warmup_steps", "momentum", "weight_decay")},
     **{f"train.{k}": "the loop's cadence or speed, not what it computes" for k in (
         "steps_per_loop", "checkpoint_every", "keep_checkpoints", "log_every",
-        "summary_images_every", "jit_compile")},
+        "summary_images_every", "jit_compile", "recompute")},
     **{f"train.{k}": "the follow-up after training" for k in (
         "then_evaluate", "then_export", "then_predict")},
     **{f"eval.{f.name}": "evaluation settings" for f in dataclasses.fields(configs.EvalConfig)},

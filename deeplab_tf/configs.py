@@ -10,6 +10,11 @@ import types
 import typing
 from typing import Optional, Tuple
 
+# ResNet stages whose activations `train.recompute` may recompute in the backward pass
+# (deeplab_tf/recompute.py): the endpoints of modeling/resnet.py, blocks 5-7 with
+# model.extra_blocks.
+RECOMPUTE_STAGES = ("stem",) + tuple(f"block{b}" for b in range(1, 8))
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -79,6 +84,11 @@ class TrainConfig:
     # XLA for the training step. Off: slower on CPU (measured: README, Benchmarks);
     # try it on GPU/TPU (TPUs compile with XLA regardless).
     jit_compile: bool = False
+    # Activation checkpointing (deeplab_tf/recompute.py): stages of RECOMPUTE_STAGES whose
+    # activations the backward pass recomputes (same gradients, less memory, one more
+    # forward of those stages). Recommended at OS8 when memory-bound: (block3,), -23% peak
+    # for ~+9% CPU time (docs/benchmarks.md, "Activation checkpointing"). One replica only.
+    recompute: Tuple[str, ...] = ()
     # Precise BN (deeplab_tf/precise_bn.py): before the final checkpoint, recompute every BN
     # layer's moving statistics over this many training batches. 0: off.
     precise_bn_batches: int = 0
@@ -307,6 +317,12 @@ def validate(config):
     for ok, key, value, expected in checks:
         if not ok:
             raise ConfigError(f"{key}={value}: expected {expected}")
+    stages = RECOMPUTE_STAGES[:5 + m.extra_blocks] if m.backbone != "mobilenet_v2" else ()
+    unknown = [s for s in t.recompute if s not in stages]
+    if unknown:
+        raise ConfigError(f"train.recompute={t.recompute}: unknown stage(s) {unknown}; "
+                          f"expected a subset of {stages} (model.backbone={m.backbone}, "
+                          f"model.extra_blocks={m.extra_blocks})")
     return config
 
 

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab_tf import checkpointing, fileio, precise_bn, preemption
+from deeplab_tf import checkpointing, fileio, precise_bn, preemption, recompute
 from deeplab_tf import model_dir as model_dir_lib
 from deeplab_tf.losses import replica_loss
 from deeplab_tf.modeling import set_weight_decay
@@ -209,9 +209,12 @@ def train(config, model_dir, metadata, dataset_fn, strategy=None, hooks=None,
     iterator = iter(dataset)
 
     # ------------------------------------------------ the step
+    # model(images, training=True), with train.recompute's stages checkpointed.
+    forward = recompute.training_forward(model, t.recompute, strategy.num_replicas_in_sync)
+
     def step_fn(batch):
         with tf.GradientTape() as tape:
-            logits = model(batch["image"], training=True)
+            logits = forward(batch["image"])
             loss, ce = replica_loss(batch["label"], logits, model, metadata.ignore_label)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)

@@ -1,8 +1,8 @@
 """Checkpoint conversion: read a foreign checkpoint, map its variables onto DeepLabV3, write a
 model_dir that every tool loads.
 
-A source (`garden`, `slim`, `tflite`) provides two functions (and `tflite` a third,
-`reader(path)`, for a format that is not a TF checkpoint):
+A source (`garden`, `slim`, `slim_mobilenet_v2`, `tflite`) provides two functions (and
+`tflite` a third, `reader(path)`, for a format that is not a TF checkpoint):
 
     infer(shapes, path) -> dict     the architecture its variables imply (ModelConfig fields,
                                     plus "num_classes" and "num_aspp_rates"), with clear
@@ -26,8 +26,11 @@ from deeplab_tf.modeling import resnet
 
 # Checkpoint entries that are bookkeeping, not variables.
 _NOT_VARIABLES = ("_CHECKPOINTABLE_OBJECT_GRAPH",)
-# Optimizer and step state: reported as a count (listed in conversion.json), never mapped.
-_STATE_MARKERS = (".OPTIMIZER_SLOT", "/Momentum", "global_step", "save_counter", "/Adam")
+# Optimizer and step state, and TF-slim's moving-average shadows of the weights (research/
+# deeplab trains from the weights themselves): reported as a count (listed in
+# conversion.json), never mapped.
+_STATE_MARKERS = (".OPTIMIZER_SLOT", "/Momentum", "global_step", "save_counter", "/Adam",
+                  "/RMSProp", "/ExponentialMovingAverage")
 # A converted model_dir, and nothing else, may be replaced (overwrite): it holds
 # conversion.json and config.json, and no top-level name but these (a model_dir trained on
 # since has train/, eval/, ...: the user's work).
@@ -59,8 +62,8 @@ class Conversion:
                  f"checkpoint variables not used ({len(weights)}):"]
         lines += [f"  {n}" for n in weights]
         if state:
-            lines.append(f"optimizer/step state not used: {len(state)} variables "
-                         f"(listed in conversion.json)")
+            lines.append(f"optimizer/step/moving-average state not used: {len(state)} "
+                         f"variables (listed in conversion.json)")
         lines.append(f"model variables not in the checkpoint, left initialized "
                      f"({len(self.unmapped_model)}):")
         lines += [f"  {n}" for n in self.unmapped_model]

@@ -73,6 +73,11 @@ def max_relative_error(got, expected):
     return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
+# float32 through 17 blocks, summed in other orders: 2.5e-6 to 6.3e-6 measured; a variable
+# mapped wrong (or a moving average used, or the concatenation not reordered) gives O(1).
+TOLERANCE = 2e-5
+
+
 @pytest.mark.parametrize("alpha,layout", [(1.0, "slim"), (0.5, "keras")])
 def test_backbone_equals_keras_applications(tmp_path, alpha, layout):
     """A TF-slim ImageNet classifier checkpoint (moving-average shadows, RMSProp slots and
@@ -111,7 +116,7 @@ def test_backbone_equals_keras_applications(tmp_path, alpha, layout):
     assert got.shape == expected.shape == (2, 3, 3, int(320 * alpha))
     error = max_relative_error(got, expected)
     print(f"alpha {alpha}: features max |diff| / max |keras| = {error:.2e}")
-    assert error <= 1e-5
+    assert error <= TOLERANCE
 
 
 # research/deeplab's feature_extractor: divisible_by and min_depth 8 at depth 1.0, 1 below.
@@ -137,7 +142,7 @@ def test_logits_equal_research_deeplab(tmp_path, depth, divisible_by):
         assert got.shape == expected.shape == (2, k, k, 5)
         error = max_relative_error(got, expected)
         print(f"depth {depth} OS{output_stride}: logits max |diff| / max |ref| = {error:.2e}")
-        assert error <= 1e-5
+        assert error <= TOLERANCE
 
 
 def test_image_pooling_off_and_atrous_branches(tmp_path):
@@ -151,7 +156,7 @@ def test_image_pooling_off_and_atrous_branches(tmp_path):
     x = np.random.default_rng(1).uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
     model, _, _ = model_dir.load_model(str(tmp_path / "a"), output_stride=16)
     got = keras.Model(model.inputs, model.get_layer("logits").output)(x).numpy()
-    assert max_relative_error(got, ref.head(v, ref.features(v, x, 16))) <= 1e-5
+    assert max_relative_error(got, ref.head(v, ref.features(v, x, 16))) <= TOLERANCE
 
     rng = np.random.default_rng(2)
     v["aspp1/weights"] = rng.normal(0, 0.1, (3, 3, 160, 8)).astype(np.float32)

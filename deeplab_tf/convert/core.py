@@ -196,8 +196,8 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     metadata = metadata_lib.DatasetMetadata(name=config.name, class_names=names)
     model = model_dir.build_model(config, metadata)
 
-    mapper = source.mapper(model, reader if hasattr(source, "reader") else shapes)
     try:
+        mapper = source.mapper(model, reader if hasattr(source, "reader") else shapes)
         mapped, unmapped_model = assign_variables(model, reader, mapper)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None

@@ -164,8 +164,8 @@ def test_image_pooling_off_and_atrous_branches(tmp_path):
         v[f"aspp1/BatchNorm/{name}"] = rng.uniform(0.5, 1.5, 8).astype(np.float32)
     v["concat_projection/weights"] = rng.normal(0, 0.1, (1, 1, 16, 8)).astype(np.float32)
     ref.write_checkpoint(tmp_path / "ckpt2", v)
-    with pytest.raises(ValueError, match=r"1 atrous ASPP branches \(aspp1..\), the model 0: "
-                                         r"pass aspp_rates with 1 rates"):
+    with pytest.raises(ValueError, match=r"ckpt2: the checkpoint has 1 atrous ASPP branches "
+                                         r"\(aspp1..\), the model 0: pass aspp_rates with 1"):
         convert_checkpoint("slim_mobilenet_v2", str(tmp_path / "ckpt2"), str(tmp_path / "b"))
     result = convert_checkpoint("slim_mobilenet_v2", str(tmp_path / "ckpt2"),
                                 str(tmp_path / "b"), overrides={"aspp_rates": (6,)})

@@ -10,7 +10,8 @@ import pytest
 
 import mnv2_reference as ref
 from deeplab_tf import model_dir
-from deeplab_tf.convert import convert_checkpoint
+from deeplab_tf.convert import convert_checkpoint, slim_mobilenet_v2
+from deeplab_tf.modeling import mobilenet_v2
 
 
 def keras_to_slim():
@@ -170,3 +171,27 @@ def test_image_pooling_off_and_atrous_branches(tmp_path):
     result = convert_checkpoint("slim_mobilenet_v2", str(tmp_path / "ckpt2"),
                                 str(tmp_path / "b"), overrides={"aspp_rates": (6,)})
     assert result.unmapped_model == [] and result.mapped["aspp_1_conv/kernel"] == "aspp1/weights"
+
+
+# 0.5 and 1.0 are converted and run above.
+@pytest.mark.parametrize("depth", [0.35, 0.75, 1.4])
+def test_depth_and_rounding_read_from_the_shapes(depth):
+    """Other depth multipliers, with research/deeplab's rounding (multiples of 8 and at
+    least 8 only at depth 1.0) and with TF-slim's classifiers' (always), are recognized."""
+    rng = np.random.default_rng(0)
+    deeplab_rounding = 8 if depth == 1.0 else 1
+    for divisible_by, layout in ((deeplab_rounding, "slim"), (8, "keras")):
+        v = ref.slim_variables(depth, divisible_by, divisible_by, rng)
+        shapes = {k: list(a.shape) for k, a in v.items()}
+        arch = slim_mobilenet_v2.infer(shapes, "ckpt")
+        # At depth 1.0 both roundings agree: "slim" is reported.
+        assert (arch["depth_multiplier"], arch["layout"]) == \
+            (depth, "slim" if depth == 1.0 else layout)
+        # The backbone built for it has slim's kernels, in slim's order (expansions included).
+        inputs = keras.Input((None, None, 3))
+        ours = keras.Model(inputs, mobilenet_v2.mobilenet_v2(
+            inputs, arch["depth_multiplier"], 32, layout=arch["layout"]))
+        kernels = [tuple(w.shape) for w in ours.weights if w.path.endswith("kernel")]
+        theirs = [tuple(v[f"{scope}/{'depthwise_' if kind == 'depthwise' else ''}weights"].shape)
+                  for scope, kind, _, _, _ in ref.architecture(depth, divisible_by, divisible_by)]
+        assert kernels == theirs

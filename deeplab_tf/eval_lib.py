@@ -263,7 +263,10 @@ def run_evaluation(model_dir, dataset, checkpoint=None, output_dir=None, protoco
     for path in paths:
         try:
             step = checkpoint_step(path)
-            if watch and fileio.exists(fileio.join(output_dir, f"results-{step}.json")):
+            earlier = fileio.join(output_dir, f"results-{step}.json")
+            if watch and fileio.exists(earlier):
+                if verbose:
+                    print(f"step {step}: evaluated before ({earlier})", flush=True)
                 if step >= config.train.steps:
                     break
                 continue   # evaluated before (this evaluator restarted)

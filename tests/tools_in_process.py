@@ -2,18 +2,16 @@
 (absl parses the argv, then the tool's main runs), for tests on TF's in-memory ram://
 filesystem: it lives in one process, so a subprocess cannot see it. The console scripts
 themselves are tested in subprocesses elsewhere (tests/test_cli_help.py,
-tests/training/test_train_cli.py, tests/test_quickstart.py)."""
+tests/training/test_train_cli.py, tests/readme/)."""
 import importlib
 import sys
 
 from absl import app, flags
 
-def run_tool(name, *args):
-    """`deeplab-NAME args...` in-process; returns the exit status (0, or SystemExit's)."""
+def load_tool(name):
+    """The module deeplab_tf.tools.NAME imported afresh, its flags defined (and no other
+    tool's: several tools define the same names)."""
     FLAGS = flags.FLAGS
-    # Each tool defines its flags when imported, several with the same names: forget every
-    # tool's flags and modules (imported by this runner or by any test), then import this
-    # one afresh.
     by_module = {m: list(f) for m, f in FLAGS.flags_by_module_dict().items()}
     for module, defined in by_module.items():
         if module.startswith("deeplab_tf.tools"):
@@ -22,7 +20,13 @@ def run_tool(name, *args):
                     delattr(FLAGS, flag.name)
     for module in [m for m in sys.modules if m.startswith("deeplab_tf.tools.")]:
         del sys.modules[module]
-    module = importlib.import_module(f"deeplab_tf.tools.{name}")
+    return importlib.import_module(f"deeplab_tf.tools.{name}")
+
+
+def run_tool(name, *args):
+    """`deeplab-NAME args...` in-process; returns the exit status (0, or SystemExit's)."""
+    FLAGS = flags.FLAGS
+    module = load_tool(name)
     FLAGS.unparse_flags()
     argv = FLAGS([f"deeplab-{name}", *args])
     try:

@@ -112,3 +112,19 @@ def test_other_model_garden_architectures_are_refused(tmp_path, change, message)
     tf.train.Checkpoint(model=garden).save(str(tmp_path / "garden" / "ckpt"))
     with pytest.raises(ValueError, match=message):
         convert_checkpoint("garden", str(tmp_path / "garden"), str(tmp_path / "run"))
+
+
+def test_the_readme_command(tmp_path):
+    """The README's Model Garden command, typed as there (tests/readme/readme.py PLAN), on a
+    Model Garden training directory: a swish R-50 saved by Model Garden's own code."""
+    import os
+    import subprocess
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from readme import readme
+    garden = garden_deeplabv3(50, 16, "v0", "swish")
+    randomize(garden, np.random.default_rng(3))
+    tf.train.Checkpoint(model=garden).save(str(tmp_path / "garden_run" / "ckpt"))
+    readme.run(readme.command("convert_garden"), tmp_path)
+    config, _ = model_dir.read_config(tmp_path / "runs" / "from_garden")
+    assert config.model.activation == "swish" and config.model.backbone == "resnet50"

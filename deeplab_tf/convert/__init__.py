@@ -4,14 +4,15 @@
     result = convert_checkpoint("garden", "ckpt-1000", "runs/from_garden")
     print(result.summary())          # every variable left unmapped, on either side
 """
-from deeplab_tf.convert import garden, slim, tflite
+from deeplab_tf.convert import garden, slim, slim_mobilenet_v2, tflite
 from deeplab_tf.convert.core import Conversion, convert
 
-SOURCES = {"garden": garden, "slim": slim, "tflite": tflite}
+SOURCES = {"garden": garden, "slim": slim, "slim_mobilenet_v2": slim_mobilenet_v2,
+           "tflite": tflite}
 
 
 def convert_checkpoint(source, checkpoint, output_dir, **kwargs):
-    """Converts `checkpoint` ("garden" or "slim") into a model_dir; see `core.convert`."""
+    """Converts `checkpoint` (a `SOURCES` key) into a model_dir; see `core.convert`."""
     if source not in SOURCES:
         raise ValueError(f"source={source!r}, expected one of {sorted(SOURCES)}")
     return convert(SOURCES[source], checkpoint, output_dir, **kwargs)

@@ -1,8 +1,8 @@
 """Checkpoint conversion: read a foreign checkpoint, map its variables onto DeepLabV3, write a
 model_dir that every tool loads.
 
-A source (`garden`, `slim`, `tflite`) provides two functions (and `tflite` a third,
-`reader(path)`, for a format that is not a TF checkpoint):
+A source (`garden`, `slim`, `slim_mobilenet_v2`, `tflite`) provides two functions (and
+`tflite` a third, `reader(path)`, for a format that is not a TF checkpoint):
 
     infer(shapes, path) -> dict     the architecture its variables imply (ModelConfig fields,
                                     plus "num_classes" and "num_aspp_rates"), with clear
@@ -16,6 +16,7 @@ Our variables are addressed as (unit, kind, weight): "conv3_block2_1_conv/kernel
 """
 import dataclasses
 import json
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -26,8 +27,11 @@ from deeplab_tf.modeling import resnet
 
 # Checkpoint entries that are bookkeeping, not variables.
 _NOT_VARIABLES = ("_CHECKPOINTABLE_OBJECT_GRAPH",)
-# Optimizer and step state: reported as a count (listed in conversion.json), never mapped.
-_STATE_MARKERS = (".OPTIMIZER_SLOT", "/Momentum", "global_step", "save_counter", "/Adam")
+# Optimizer and step state, and TF-slim's moving-average shadows of the weights (research/
+# deeplab trains from the weights themselves): reported as a count (listed in
+# conversion.json), never mapped.
+_STATE_MARKERS = (".OPTIMIZER_SLOT", "/Momentum", "global_step", "save_counter", "/Adam",
+                  "/RMSProp", "/ExponentialMovingAverage")
 # A converted model_dir, and nothing else, may be replaced (overwrite): it holds
 # conversion.json and config.json, and no top-level name but these (a model_dir trained on
 # since has train/, eval/, ...: the user's work).
@@ -59,16 +63,24 @@ class Conversion:
                  f"checkpoint variables not used ({len(weights)}):"]
         lines += [f"  {n}" for n in weights]
         if state:
-            lines.append(f"optimizer/step state not used: {len(state)} variables "
-                         f"(listed in conversion.json)")
+            lines.append(f"optimizer/step/moving-average state not used: {len(state)} "
+                         f"variables (listed in conversion.json)")
         lines.append(f"model variables not in the checkpoint, left initialized "
                      f"({len(self.unmapped_model)}):")
         lines += [f"  {n}" for n in self.unmapped_model]
         return "\n".join(lines)
 
 
+# A checkpoint's files: PREFIX.index and PREFIX.data-00000-of-00001 (named for a prefix).
+_CHECKPOINT_FILE = re.compile(r"(.+)\.(index|data-\d{5}-of-\d{5})")
+
+
 def resolve_checkpoint(path):
-    """A checkpoint prefix from a prefix or a directory (its latest checkpoint)."""
+    """A checkpoint prefix from a prefix, one of its files or a directory (its latest
+    checkpoint)."""
+    m = _CHECKPOINT_FILE.fullmatch(path)
+    if m and not fileio.exists(path + ".index") and fileio.exists(m.group(1) + ".index"):
+        return m.group(1)
     if fileio.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
@@ -106,7 +118,11 @@ def assign_variables(model, reader, source_name):
             unmapped.append(variable.path)
             continue
         name, transform = found
-        value = reader.get_tensor(name)
+        try:
+            value = reader.get_tensor(name)
+        except (tf.errors.OpError, IndexError) as e:   # IndexError: a truncated data file
+            raise ValueError(f"checkpoint variable {name} cannot be read (a truncated or "
+                             f"damaged data file?): {e}") from None
         if transform is not None:
             value = transform(value)
         if tuple(value.shape) != tuple(variable.shape):
@@ -156,8 +172,7 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     check_output_dir(output_dir, overwrite, checkpoint)   # before any work
     path = resolve_checkpoint(checkpoint)
     # A source may read another format (tflite) through its own `reader(path)`.
-    reader = source.reader(path) if hasattr(source, "reader") else \
-        fileio.checkpoint_reader(path)
+    reader = source.reader(path) if hasattr(source, "reader") else _open(path)
     shapes = reader.get_variable_to_shape_map()
     arch = source.infer(shapes, path)
     found_classes = arch.pop("num_classes", None)
@@ -181,8 +196,11 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
     metadata = metadata_lib.DatasetMetadata(name=config.name, class_names=names)
     model = model_dir.build_model(config, metadata)
 
-    mapper = source.mapper(model, reader if hasattr(source, "reader") else shapes)
-    mapped, unmapped_model = assign_variables(model, reader, mapper)
+    try:
+        mapper = source.mapper(model, reader if hasattr(source, "reader") else shapes)
+        mapped, unmapped_model = assign_variables(model, reader, mapper)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     if unmapped_model and not allow_partial:
         raise ValueError(f"{len(unmapped_model)} model variables have no counterpart in "
                          f"{path}: {', '.join(unmapped_model)} (allow_partial keeps their "
@@ -196,6 +214,17 @@ def convert(source, checkpoint, output_dir, overrides=None, num_classes=None,
                         unmapped_checkpoint, unmapped_model)
     write_model_dir(output_dir, config, metadata, model, result, overwrite, (checkpoint,))
     return result
+
+
+def _open(path):
+    """A reader of the TF checkpoint at `path`, or a ValueError saying what it is not."""
+    try:
+        return fileio.checkpoint_reader(path)
+    except tf.errors.OpError as e:
+        hint = " (extract the archive first, then pass the checkpoint prefix)" if \
+            path.endswith((".tar.gz", ".tgz", ".tar", ".zip")) else ""
+        raise ValueError(f"{path}: not a readable TensorFlow checkpoint{hint}: "
+                         f"{e.message}") from None
 
 
 def check_output_dir(output_dir, overwrite, source):

@@ -26,6 +26,9 @@ _CONV_WEIGHTS = {"kernel": "weights", "bias": "biases"}
 def _prefix(shapes, path):
     prefixes = sorted({m.group(1) for n in shapes for m in [re.match(r"(resnet_v1_\d+)/", n)]
                        if m})
+    if not prefixes and any(n.startswith("MobilenetV2/") for n in shapes):
+        raise ValueError(f"{path}: a MobileNetV2 checkpoint (MobilenetV2/...), not a "
+                         f"resnet_v1_* one: convert it with source 'slim_mobilenet_v2'")
     if len(prefixes) != 1:
         raise ValueError(f"{path}: expected the variables of one TF-slim resnet_v1_* network "
                          f"(e.g. resnet_v1_101/conv1/weights), found scopes {prefixes or 'none'}")
@@ -35,16 +38,7 @@ def _prefix(shapes, path):
 def infer(shapes, path):
     """ModelConfig fields (and num_classes) implied by a research/deeplab checkpoint."""
     p = _prefix(shapes, path)
-    for name in shapes:
-        if name.startswith("decoder/"):
-            raise ValueError(f"{path}: {name} belongs to the DeepLabv3+ decoder, which this "
-                             f"DeepLabv3 implementation does not have")
-        if re.match(r"aspp\d+_(depthwise|pointwise)/", name):
-            raise ValueError(f"{path}: {name} is a separable ASPP conv (DeepLabv3+); "
-                             f"DeepLabv3's ASPP uses plain 3x3 atrous convs (aspp1/weights)")
-        if re.match(r"logits/semantic_\d+/", name):
-            raise ValueError(f"{path}: {name}: logits summed over several atrous rates "
-                             f"(DeepLab v2's ASPP) are not DeepLabv3's head")
+    check_head(shapes, path)
     depths = []
     for b in range(1, 5):
         units = sum(1 for n in shapes if re.fullmatch(
@@ -61,19 +55,42 @@ def infer(shapes, path):
     arch = dict(backbone=backbone_name(depths), depths=tuple(depths), layout="slim",
                 stem=stem, input_normalization=normalization, extra_blocks=0,
                 width_multiplier=shapes[first][-1] / 64)
+    arch.update(infer_head(shapes))
+    return arch
+
+
+def check_head(shapes, path):
+    """Refuses, by variable name, the heads of research/deeplab that are not DeepLabv3's."""
+    for name in shapes:
+        if name.startswith("decoder/"):
+            raise ValueError(f"{path}: {name} belongs to the DeepLabv3+ decoder, which this "
+                             f"DeepLabv3 implementation does not have")
+        if re.match(r"aspp\d+_(depthwise|pointwise)/", name):
+            raise ValueError(f"{path}: {name} is a separable ASPP conv (DeepLabv3+); "
+                             f"DeepLabv3's ASPP uses plain 3x3 atrous convs (aspp1/weights)")
+        if re.match(r"logits/semantic_\d+/", name):
+            raise ValueError(f"{path}: {name}: logits summed over several atrous rates "
+                             f"(DeepLab v2's ASPP) are not DeepLabv3's head")
+
+
+def infer_head(shapes):
+    """ModelConfig head fields of research/deeplab's model.py head, plus "num_aspp_rates"
+    (atrous branches aspp1..n) and "num_classes" where the checkpoint has them; {} for a
+    backbone checkpoint (the builder's default head)."""
+    arch = {}
     if "aspp0/weights" in shapes:
         rates = sum(1 for n in shapes if re.fullmatch(r"aspp[1-9]\d*/weights", n))
         arch.update(head="aspp", image_pooling="image_pooling/weights" in shapes,
-                    aspp_filters=int(shapes["aspp0/weights"][-1]))
-        arch["num_aspp_rates"] = rates
+                    aspp_filters=int(shapes["aspp0/weights"][-1]), num_aspp_rates=rates)
     elif "logits/semantic/weights" in shapes:
-        arch["head"] = "cascade"    # logits straight on block4 (no ASPP)
+        arch["head"] = "cascade"    # logits straight on the backbone (no ASPP)
     if "logits/semantic/biases" in shapes:
         arch["num_classes"] = int(shapes["logits/semantic/biases"][0])
     return arch
 
 
-def _scope(unit, prefix):
+def head_scope(unit):
+    """research/deeplab's scope of one of our head units, else None."""
     if unit == "logits":
         return "logits/semantic"
     if unit == "aspp_pooling":
@@ -81,8 +98,21 @@ def _scope(unit, prefix):
     if unit == "aspp_project":
         return "concat_projection"
     m = re.fullmatch(r"aspp_(\d+)", unit)
-    if m:
-        return f"aspp{m.group(1)}"
+    return f"aspp{m.group(1)}" if m else None
+
+
+def head_name(unit, kind, weight, image_pooling):
+    """(research/deeplab variable, transform) for a weight of our head, else None."""
+    scope = head_scope(unit)
+    if scope is None:
+        return None
+    if kind == "bn":
+        return f"{scope}/{_BN}/{weight}", None
+    transform = _pooling_last if unit == "aspp_project" and image_pooling else None
+    return f"{scope}/{_CONV_WEIGHTS[weight]}", transform
+
+
+def _scope(unit, prefix):
     m = re.fullmatch(r"conv1(_\d)?", unit)
     if m:
         return f"{prefix}/{unit}"
@@ -106,11 +136,13 @@ def mapper(model, shapes):
     pooling = model.builder_args["image_pooling"]
 
     def name(unit, kind, weight):
+        head = head_name(unit, kind, weight, pooling)
+        if head is not None:
+            return head
         scope = _scope(unit, prefix)
         if scope is None:
             return None
         if kind == "bn":
             return f"{scope}/{_BN}/{weight}", None
-        transform = _pooling_last if unit == "aspp_project" and pooling else None
-        return f"{scope}/{_CONV_WEIGHTS[weight]}", transform
+        return f"{scope}/{_CONV_WEIGHTS[weight]}", None
     return name

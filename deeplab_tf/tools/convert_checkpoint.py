@@ -7,6 +7,9 @@
   deeplab-convert-checkpoint --source slim --checkpoint deeplab_run/model.ckpt-30000 \\
       --model_dir runs/from_slim
   deeplab-eval --model_dir runs/from_slim --records 'data/voc2012/val-*.tfrecord'
+  # research/deeplab MobileNetV2 DeepLabv3 (model zoo's deeplabv3_mnv2_pascal_train_aug):
+  deeplab-convert-checkpoint --source slim_mobilenet_v2 \\
+      --checkpoint deeplabv3_mnv2_pascal_train_aug/model.ckpt-30000 --model_dir runs/mnv2
 
 The backbone depth, stem, number of classes and ASPP branches are read from the checkpoint;
 what it does not store (output stride, Multi_Grid, ASPP rates, activation) comes from the
@@ -20,11 +23,13 @@ from deeplab_tf.tools import run_main
 from deeplab_tf.tools import shared_flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("source", None, ["garden", "slim", "tflite"], "garden: Model Garden "
-                  "(official/vision) DeepLabV3; slim: research/deeplab with TF-slim "
-                  "resnet_v1_*; tflite: research/deeplab's released MobileNetV2 .tflite "
-                  "(quantized weights dequantized, folded BN as identity BN + bias).",
-                  required=True)
+flags.DEFINE_enum("source", None, ["garden", "slim", "slim_mobilenet_v2", "tflite"],
+                  "garden: Model Garden (official/vision) DeepLabV3; slim: research/deeplab "
+                  "with TF-slim resnet_v1_*; slim_mobilenet_v2: research/deeplab with TF-slim "
+                  "MobileNetV2, or a TF-slim mobilenet_v2_*_224 ImageNet checkpoint (with "
+                  "--num_classes --allow_partial); tflite: research/deeplab's released "
+                  "MobileNetV2 .tflite (quantized weights dequantized, folded BN as identity "
+                  "BN + bias).", required=True)
 shared.define_checkpoint("Checkpoint prefix (e.g. model.ckpt-30000) or a directory (its "
                          "latest checkpoint).", required=True)
 shared.define_model_dir("model_dir to write (config.json, dataset.json, checkpoints/).")

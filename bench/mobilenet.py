@@ -74,6 +74,7 @@ def voc_samples():
 def set_threads(threads):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def prepare(key, work):
@@ -197,7 +198,7 @@ def main():
             del fns
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}; TensorFlow {tf.__version__}, "
-          f"{args.threads} intra-op threads, interpreter num_threads={args.threads}; "
+          f"{args.threads} intra/inter-op threads, interpreter num_threads={args.threads}; "
           f"513x513, batch 1, {args.reps} rounds x 8 images\n")
     print("| model | runtime | ms/image min | median | vs Keras OS16 (median) | CPU ms median "
           "| peak RSS MB (loaded) | agreement with Keras OS16 (val) | mIoU 8 samples | mIoU val |")

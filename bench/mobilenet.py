@@ -1,7 +1,7 @@
 """Benchmark (not a test): the released DeepLabv3 MobileNetV2 models, imported, beside the
 TFLite interpreter running the released int8 files, 513x513, batch 1, in one run.
 
-    python bench/mobilenet.py                          # dm 1.0 and 0.5; about 4 minutes on 2 cores
+    python bench/mobilenet.py                          # dm 1.0 and 0.5; about 7 minutes on 2 busy cores
     python bench/mobilenet.py --models dm05 --reps 5   # quicker
     python bench/mobilenet.py --no_memory              # times and labels only
 

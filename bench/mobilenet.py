@@ -1,9 +1,9 @@
 """Benchmark (not a test): the released DeepLabv3 MobileNetV2 models, imported, beside the
 TFLite interpreter running the released int8 files, 513x513, batch 1, in one run.
 
-    python bench/mobilenet.py                          # dm 1.0 and 0.5; about 7 minutes on 2 busy cores
+    python bench/mobilenet.py --threads 1   # dm 1.0 and 0.5: about 7 minutes on 2 busy cores
     python bench/mobilenet.py --models dm05 --reps 5   # quicker
-    python bench/mobilenet.py --no_memory              # times and labels only
+    python bench/mobilenet.py --no_memory   # times and labels only
 
 For each released file in ../shared/models/ (read SOURCES.md) it imports the model
 (`convert_checkpoint("tflite", ...)`, as `deeplab-convert-checkpoint --source tflite` does)
@@ -18,9 +18,14 @@ and times, on the 8 real VOC samples of ../shared/data/voc2012_samples/ (each re
                  train-split samples (sample_0..5); sample_6, 7 are never seen by it
 Timing rounds visit every row in turn (one image per row per round, the same image for all
 rows), so load from other processes hits every row alike: compare rows of one run, not
-runs. Each row's process CPU time per image (all its threads) is printed too. TensorFlow gets --threads intra-op threads and the interpreter num_threads=--threads.
-Then, per row, a fresh process running that row alone reports its peak RSS (VmHWM; and its RSS
-before the first image, TensorFlow and the model loaded), and the script prints each row's
+runs. Each row's process CPU time per image (all its threads) is printed too.
+TensorFlow gets --threads intra-op and inter-op threads, the interpreter
+num_threads=--threads (default: the CPU count). On a machine shared with other jobs,
+--threads 1 gives the fairest figures: a multi-threaded kernel waits for its slowest
+thread, and the interpreter's thread pool lost more to that than TensorFlow's (2 threads
+under load: the released dm 1.0 file took 61 CPU ms but 315 ms wall per image).
+Then, per row, a fresh process running that row alone reports its peak RSS (VmHWM; and its
+RSS before the first image, TensorFlow and the model loaded), and the script prints each row's
 labels against the float Keras model's (pixel agreement) and the mIoU of each against the
 ground truth, over the 8 samples and over the 2 val samples the calibration never saw.
 """

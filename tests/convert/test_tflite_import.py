@@ -14,40 +14,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import SHARED, VOC_SAMPLES
+from conftest import VOC_SAMPLES
+from voc_samples import MODELS, miou, samples
 from deeplab_tf import model_dir
 from deeplab_tf.convert import convert_checkpoint
-
-MODELS = SHARED / "models"
-SIZE = 513
-
-
-def samples():
-    """(513x513x3 uint8 image, 513x513 ground truth with 255 outside, (h, w) of the image)."""
-    out = []
-    for i in range(8):
-        image = Image.open(VOC_SAMPLES / "JPEGImages" / f"sample_{i}.jpg").convert("RGB")
-        gt = Image.open(VOC_SAMPLES / "SegmentationClass" / f"sample_{i}.png")
-        scale = SIZE / max(image.size)
-        w, h = round(image.size[0] * scale), round(image.size[1] * scale)
-        x = np.full((SIZE, SIZE, 3), 128, np.uint8)
-        x[:h, :w] = np.asarray(image.resize((w, h), Image.BILINEAR))
-        g = np.full((SIZE, SIZE), 255, np.uint8)
-        g[:h, :w] = np.asarray(gt.resize((w, h), Image.NEAREST))
-        out.append((x, g, (h, w)))
-    return out
-
-
-def miou(pairs, num_classes=21):
-    """NumPy mIoU over the classes present in prediction or ground truth."""
-    conf = np.zeros((num_classes, num_classes), np.int64)
-    for pred, gt in pairs:
-        m = gt != 255
-        conf += np.bincount(num_classes * gt[m].astype(np.int64) + pred[m],
-                            minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float(np.mean(inter[union > 0] / union[union > 0]))
 
 
 @pytest.mark.parametrize("name,depth", [("deeplabv3_mnv2_pascal_quant.tflite", 1.0),

@@ -117,7 +117,7 @@ PLAN = {
     "pytest": ("pytest -q", "ci: .ci/run"),
     "quickstart": ("deeplab-train --experiment=quickstart --model_dir=runs/quickstart",
                    "run: test_quickstart_path.py"),
-    "predict_photos": ("deeplab-predict --model runs/quickstart --input 'photos/*.jpg' "
+    "predict_photos": ("deeplab-predict --model_dir runs/quickstart --input 'photos/*.jpg' "
                        "--output_dir predictions/", "run: test_quickstart_path.py"),
     "export_quickstart": ("deeplab-export --model_dir runs/quickstart "
                           "--export_dir exported/quickstart", "run: test_quickstart_path.py"),
@@ -126,12 +126,23 @@ PLAN = {
                "not run (needs Docker and the network): tests/test_export.py answers the "
                "README's REST client from the exported signature"),
     "convert_tflite": ("deeplab-convert-checkpoint --source tflite --checkpoint "
-                       "deeplabv3_mnv2_pascal_quant.tflite --output_dir runs/mnv2",
+                       "deeplabv3_mnv2_pascal_quant.tflite --model_dir runs/mnv2",
                        "run: test_released_path.py"),
-    "predict_mnv2": ("deeplab-predict --model runs/mnv2 --input photo.jpg --output_dir out",
+    "predict_mnv2": ("deeplab-predict --model_dir runs/mnv2 --input photo.jpg --output_dir out",
                      "run: test_released_path.py"),
     "export_mnv2": ("deeplab-export --model_dir runs/mnv2 --export_dir export/mnv2 "
                     "--output_stride 16", "run: test_released_path.py"),
+    "convert_slim_mnv2": ("deeplab-convert-checkpoint --source slim_mobilenet_v2 --checkpoint "
+                          "deeplabv3_mnv2_pascal_train_aug/model.ckpt-30000 "
+                          "--model_dir runs/mnv2_slim",
+                          "run: tests/convert/test_slim_mobilenet_v2_use.py"),
+    "predict_slim_mnv2": ("deeplab-predict --model_dir runs/mnv2_slim --input photo.jpg "
+                          "--output_dir out", "run: tests/convert/test_slim_mobilenet_v2_use.py"),
+    "train_own_experiment": ("deeplab-train --experiment=my_repo/my_experiment.py "
+                             "--config_file=tweaks.yaml --model_dir=runs/mine",
+                             "run: test_config_path.py"),
+    "train_config_json": ("deeplab-train --config_file=runs/mine/config.json "
+                          "--model_dir=runs/mine_again", "run: test_config_path.py"),
     "build_folder": ("deeplab-build-data folder --root ~/data/mydata --output_dir data/mydata",
                      "run: test_own_data_path.py"),
     "inspect": ("deeplab-inspect-data --records 'data/mydata/train-*.tfrecord' "
@@ -157,16 +168,16 @@ PLAN = {
     "train_table3": ("deeplab-train --experiment=table3_multi_grid.mg121_block7 "
                      "--model_dir=runs/t3 --strategy=mirrored", "run: test_train_variants_path.py"),
     "eval_paper": ("deeplab-eval --model_dir=runs/voc_os16 --records='data/voc2012/val-*.tfrecord' "
-                   "--eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 "
+                   "--output_stride=8 --inference_scales=0.5,0.75,1.0,1.25,1.5,1.75 "
                    "--add_flipped_images", "run: test_train_eval_path.py"),
     "eval_watch": ("deeplab-eval --model_dir=runs/voc_os16 "
                    "--records='data/voc2012/val-*.tfrecord' --watch", "run: test_train_eval_path.py"),
     "convert_garden": ("deeplab-convert-checkpoint --source garden --checkpoint garden_run/ "
-                       "--output_dir runs/from_garden --activation swish",
+                       "--model_dir runs/from_garden --activation swish",
                        "ci: tests/garden/test_model_garden.py (Model Garden's venv) converts "
                        "a checkpoint Model Garden's own code trained"),
     "convert_slim": ("deeplab-convert-checkpoint --source slim --checkpoint "
-                     "deeplab_run/model.ckpt-30000 --output_dir runs/from_slim",
+                     "deeplab_run/model.ckpt-30000 --model_dir runs/from_slim",
                      "run: test_checkpoints_path.py"),
     "eval_slim": ("deeplab-eval --model_dir runs/from_slim --records='data/voc2012/val-*.tfrecord' "
                   "--pad_to 513", "run: test_checkpoints_path.py"),

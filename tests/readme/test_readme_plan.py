@@ -25,7 +25,8 @@ def test_each_plan_entry_names_where_it_is_proven(key):
     kind = how.split(":")[0]
     assert kind in ("run", "parse", "ci", "not run (needs Docker and the network)"), how
     if kind == "run":
-        test_file = TEST_DIR / how.split(":")[1].strip()
+        where = how.split(":")[1].strip()
+        test_file = readme.REPO / where if where.startswith("tests/") else TEST_DIR / where
         source = test_file.read_text()
         assert f'command("{key}")' in source, f"{test_file.name} does not run {key}"
     if kind == "ci":
@@ -74,3 +75,21 @@ def test_python_api_example_runs():
         np.testing.assert_array_equal(a, b)
     assert model.builder_args["output_stride"] == 16
     assert model_os8.builder_args["output_stride"] == 8
+
+
+# Every README Python example, by its first line, and the test that runs it.
+PYTHON = {
+    "from deeplab_tf.inference import Segmenter": "tests/readme/test_quickstart_path.py",
+    "import base64, json, urllib.request": "tests/test_export.py",
+    "from deeplab_tf.modeling import build_deeplabv3, set_output_stride":
+        "tests/readme/test_readme_plan.py",
+    "import keras": "tests/training/test_fit.py",
+}
+
+
+def test_every_python_example_is_run():
+    firsts = [block.splitlines()[0] for block in readme.python_blocks()]
+    assert sorted(firsts) == sorted(PYTHON)
+    for first, path in PYTHON.items():
+        source = (readme.REPO / path).read_text()
+        assert first.split(",")[0] in source or "README" in source, (first, path)

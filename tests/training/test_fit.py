@@ -2,6 +2,7 @@
 kernel regularizers (`modeling.set_weight_decay`), in TF-slim's convention, on the
 convolution kernels only; and the README's `model.fit` example runs as written."""
 import os
+import sys
 
 import keras
 import numpy as np
@@ -112,28 +113,10 @@ def test_fit_step_equals_custom_loop_step(tmp_path):
     assert max(float(np.max(np.abs(undecayed[k] - custom[k]))) for k in custom) > 1e-4
 
 
-README_FIT_EXAMPLE = '''
-import keras
-from deeplab_tf.data.pipeline import build_dataset
-from deeplab_tf.modeling import build_deeplabv3
-from deeplab_tf.schedules import PolyWithWarmup
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from readme import readme  # noqa: E402
 
-# The quickstart's network; weight_decay=1e-4 is TF-slim's 1e-4 * sum(w^2) / 2 over the
-# conv kernels, as kernel regularizers (model.losses): fit adds it to the loss, as
-# deeplab-train does.
-model = build_deeplabv3(5, backbone="resnet_tiny", depths=(1, 1, 1, 3),
-                        width_multiplier=0.25, output_stride=8, aspp_rates=(2, 4, 6),
-                        aspp_filters=64, bn_momentum=0.99, weight_decay=1e-4)
-steps = 10
-model.compile(
-    optimizer=keras.optimizers.SGD(PolyWithWarmup(0.05, steps, power=0.9), momentum=0.9),
-    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
-train = build_dataset("data/synthetic/train-*.tfrecord", global_batch_size=8,
-                      crop_size=129, min_scale=0.75, max_scale=1.5, scale_step=0)
-model.fit(train.map(lambda batch: (batch["image"], batch["label"])),
-          epochs=1, steps_per_epoch=steps)
-model.save("quickstart_fit.keras")   # keras.models.load_model reads it back
-'''
+README_FIT_EXAMPLE = readme.python_block("import keras")
 
 
 def test_readme_fit_example_runs_as_written(tmp_path, monkeypatch):

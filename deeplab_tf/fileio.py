@@ -148,7 +148,15 @@ def glob(pattern):
 
 
 def walk(path):
-    return _gfile().walk(os.fspath(path))
+    """(folder, subfolders, files) as tf.io.gfile.walk. On ram:// (TF's in-memory filesystem,
+    which lists a folder's children by name prefix: `assets` would list `.extra` of a sibling
+    `assets.extra`), names that do not exist are left out."""
+    path = os.fspath(path)
+    gfile = _gfile()
+    for folder, subfolders, files in gfile.walk(path):
+        if path.startswith("ram://"):
+            files = [f for f in files if gfile.exists(join(folder, f))]
+        yield folder, subfolders, files
 
 
 # ---------------------------------------------------------------------------- changes

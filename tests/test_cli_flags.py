@@ -129,7 +129,7 @@ def test_renamed_flag_of_predict_works(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from test_inference import make_model_dir
+    from deeplab_tf.testing import tiny_model_dir as make_model_dir
     make_model_dir(tmp_path / "run")
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "photo.png")
     run = _run("deeplab-predict", f"--model={tmp_path / 'run'}",

@@ -12,7 +12,7 @@ import deeplab_tf
 from deeplab_tf.data.converters import synthetic
 from deeplab_tf.progress import INTERVAL_S
 from deeplab_tf.tools import logs
-from test_quickstart import SMALL
+from readme.readme import SMALL_QUICKSTART as SMALL
 
 BIN = os.path.dirname(sys.executable)
 # absl's format: "I1205 08:50:00.916543 139745001069440 train_lib.py:307] ..."; TF's C++

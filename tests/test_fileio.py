@@ -279,3 +279,15 @@ def test_partial_write_on_ram_is_removed_and_never_the_latest(ram):
     checkpoint, manager = _manager(directory)
     assert not fileio.exists(fileio.join(directory, "ckpt-3_temp"))
     assert checkpointing.restore_latest(checkpoint, manager) == first
+
+
+def test_walk_on_ram_lists_only_what_exists():
+    """TF's ram:// filesystem lists children by name prefix (`assets` would list `.extra`
+    of a sibling `assets.extra`, as a SavedModel with warmup requests has): fileio.walk
+    gives only real files, so a copy of such a tree finds every file it lists."""
+    import uuid
+    root = f"ram://walk-{uuid.uuid4().hex[:8]}/x"
+    fileio.makedirs(fileio.join(root, "assets"))
+    fileio.write_bytes(fileio.join(root, "assets.extra", "w"), b"1")
+    listed = {folder[len(root):]: files for folder, _, files in fileio.walk(root)}
+    assert listed == {"": [], "/assets": [], "/assets.extra": ["w"]}

@@ -9,6 +9,9 @@ PRIVATE_MODULES = ("tensorflow.python", "keras.src", "tensorflow.lite.python", "
 
 # (file relative to deeplab_tf/, the module or attribute): why no public API does it.
 ALLOWED = {
+    ("modeling/deeplab.py", "_builder_args"):
+        "DeepLabV3's own attribute, set by set_weight_decay in the class's own module: not a "
+        "TF/Keras API",
     ("export_lib.py", "tensorflow.python.framework.convert_to_constants"):
         "freezing a TF2 function's variables into constants for the TFLite converter; "
         "the converter's own public paths (from_saved_model with the variables, "

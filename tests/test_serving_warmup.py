@@ -10,7 +10,7 @@ from tensorflow.core.framework import tensor_pb2
 from deeplab_tf import export_lib, serving_warmup
 from deeplab_tf.inference import Protocol
 from deeplab_tf.modeling import build_deeplabv3
-from test_inference import METADATA
+from deeplab_tf.testing import TOY_METADATA as METADATA
 from conftest import TINY
 
 # tensorflow_serving/apis/prediction_log.proto, predict.proto, model.proto

@@ -67,8 +67,8 @@ def spec_invocations():
         text = "\n".join(commands.markdown_shell_blocks(commands.read(path)))
         found[path] = commands.shell_invocations(text)
     readme = os.path.join(commands.ROOT, "README.md")
-    section = commands.read(readme).split("### Train on a cluster", 1)[1].split("\n#", 1)[0]
-    blocks = commands.markdown_shell_blocks(section)
+    blocks = [block for block in commands.markdown_shell_blocks(commands.read(readme))
+              if "deeplab-launch" in block]   # the README's cluster command
     found[readme] = commands.shell_invocations("\n".join(blocks))
     return found
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from test_inference import make_model_dir
+from deeplab_tf.testing import tiny_model_dir as make_model_dir
 
 from .files import assert_refused, snapshot
 

@@ -20,6 +20,7 @@ from deeplab_tf import model_dir as model_dir_lib  # noqa: E402
 from deeplab_tf import recompute  # noqa: E402
 from deeplab_tf.losses import replica_loss  # noqa: E402
 from deeplab_tf.modeling.atrous import native_dilated_gradient  # noqa: E402
+from deeplab_tf.modeling import set_weight_decay  # noqa: E402
 
 # Several units per block (each unit is a checkpoint), atrous rates 2 and 4 in block4
 # (OS8: block3 atrous too) and ASPP: the valid-tap gradient path runs where TF has no
@@ -33,12 +34,13 @@ def one_step(model, stages, images, labels):
     """Gradients of one training step's loss, and the BN moving statistics after it; the
     model's weights are restored afterwards."""
     before = [v.numpy() for v in model.weights]
+    set_weight_decay(model, 1e-4)     # the loss carries weight decay, as in training
     forward = recompute.training_forward(model, stages)
 
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss, _ = replica_loss(y, forward(x), model, 1e-4, META.ignore_label)
+            loss, _ = replica_loss(y, forward(x), model, META.ignore_label)
         return tape.gradient(loss, model.trainable_variables)
     grads = {v.path: g.numpy() for v, g in zip(model.trainable_variables, step(images, labels))}
     stats = {v.path: v.numpy() for v in model.non_trainable_weights}
